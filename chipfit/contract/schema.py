@@ -1,0 +1,184 @@
+"""The contract's schema (pydantic v2, frozen, unknown keys forbidden).
+
+Structure only; checks that need the outside world (does the device exist, does the data path exist, does
+the runtime run on that core) live in :mod:`chipfit.contract.loader`, so every problem is reported at once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Positive = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(gt=0, le=1)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BuiltinData(_Model):
+    source: Literal["builtin"]
+    name: Literal["digits"] = "digits"
+
+
+class ArraysData(_Model):
+    source: Literal["arrays"]
+    path: str
+    val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.15
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] | None = None
+
+
+class FolderData(_Model):
+    source: Literal["image-folder", "audio-folder"]
+    path: str
+    manifest: str | None = None
+    val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.15
+    skip_corrupt: bool = False
+
+
+DataSpec = Annotated[BuiltinData | ArraysData | FolderData, Field(discriminator="source")]
+
+
+class InputSpec(_Model):
+    """What one inference consumes, before any front-end."""
+
+    modality: Literal["image", "audio", "series"]
+    shape: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1, max_length=3)] | None = None
+    sample_rate_hz: Positive | None = None
+    duration_s: Positive | None = None
+    channels: Annotated[int, Field(gt=0)] = 1
+
+    @model_validator(mode="after")
+    def _enough(self) -> InputSpec:
+        if self.modality == "audio" and self.shape is None and (self.sample_rate_hz is None or self.duration_s is None):
+            raise ValueError("for audio, 'sample_rate_hz' and 'duration_s' (or a 'shape')")
+        if self.modality != "audio" and self.shape is None:
+            raise ValueError(f"for {self.modality} input, a 'shape' (e.g. [32, 32, 3] or [128, 3])")
+        return self
+
+
+class Task(_Model):
+    kind: Literal["classification"] = "classification"
+    data: DataSpec
+    input: InputSpec | None = None
+    classes: Annotated[int, Field(ge=2)] | None = None
+
+
+class Latency(_Model):
+    max: Positive
+    percentile: Annotated[float, Field(gt=0, le=100)] = 90
+
+
+class FieldAccuracy(_Model):
+    min: Fraction
+    over: Literal["worst", "mean"] = "worst"
+
+
+class Budgets(_Model):
+    latency_ms: Latency | None = None
+    energy_mj: Positive | None = None
+    ram_kb: Positive | None = None
+    flash_kb: Positive | None = None
+    accuracy: Fraction | None = None
+    field_accuracy: FieldAccuracy | None = None
+
+    @field_validator("latency_ms", mode="before")
+    @classmethod
+    def _scalar_latency(cls, v: Any) -> Any:
+        return {"max": v} if isinstance(v, int | float) and not isinstance(v, bool) else v
+
+    @field_validator("field_accuracy", mode="before")
+    @classmethod
+    def _scalar_field(cls, v: Any) -> Any:
+        return {"min": v} if isinstance(v, int | float) and not isinstance(v, bool) else v
+
+
+class DutyCycle(_Model):
+    inferences_per_second: Positive | None = None
+    inferences_per_hour: Positive | None = None
+    battery_mah: Positive
+    battery_volts: Annotated[float, Field(gt=0, le=48)] = 3.0
+    min_battery_days: Positive
+
+    @model_validator(mode="after")
+    def _rate(self) -> DutyCycle:
+        if (self.inferences_per_second is None) == (self.inferences_per_hour is None):
+            raise ValueError("exactly one of 'inferences_per_second' or 'inferences_per_hour'")
+        return self
+
+    @property
+    def rate_hz(self) -> float:
+        return self.inferences_per_second or (self.inferences_per_hour or 0) / 3600.0
+
+
+class FieldConditionSpec(_Model):
+    name: str
+    severity: Annotated[float, Field(ge=0)] | None = None
+    range: Annotated[list[float], Field(min_length=2, max_length=2)] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> FieldConditionSpec:
+        if (self.severity is None) == (self.range is None):
+            raise ValueError("exactly one of 'severity' or 'range' ([low, high])")
+        if self.range is not None and self.range[0] > self.range[1]:
+            raise ValueError(f"range as [low, high] with low <= high; given {self.range}")
+        return self
+
+
+class SearchSettings(_Model):
+    trials: Annotated[int, Field(ge=1, le=100_000)] = 30
+    time_budget_s: Positive | None = None
+    seed: Annotated[int, Field(ge=0)] = 0
+    backend: Literal["local", "ray"] = "local"
+    workers: Annotated[int, Field(ge=1, le=1024)] = 1
+    address: str | None = None
+
+
+class Contract(_Model):
+    """A validated, frozen contract. Load one with :func:`chipfit.load_contract`.
+
+    >>> from chipfit import load_contract
+    >>> c = load_contract({"name": "demo", "task": {"data": {"source": "builtin"}},
+    ...                    "target": "stm32l4r5", "budgets": {"latency_ms": 20, "ram_kb": 64}})
+    >>> c.budgets.latency_ms.max, c.get_target().name
+    (20.0, 'stm32l4r5')
+    """
+
+    name: Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    description: str = ""
+    task: Task
+    target: Any
+    runtime: str | None = None
+    dtype: Literal["int8", "float32"] = "int8"
+    budgets: Budgets = Budgets()
+    duty_cycle: DutyCycle | None = None
+    field: list[FieldConditionSpec] = []
+    search: SearchSettings = SearchSettings()
+
+    # set by the loader: folder that relative paths are resolved from
+    base_dir: str = "."
+
+    @field_validator("target")
+    @classmethod
+    def _target_shape(cls, v: Any) -> Any:
+        if not isinstance(v, str | dict) or (isinstance(v, str) and not v.strip()):
+            raise ValueError("a device name (e.g. stm32h743), a path to a target file, or a mapping of target facts")
+        return v
+
+    def get_target(self):  # noqa: ANN201 - imported lazily to keep the schema light
+        """The resolved Target (with the contract's runtime pinned, if it names one)."""
+        from chipfit.contract.loader import resolve_target
+
+        return resolve_target(self)
+
+    def input_spec(self) -> InputSpec:
+        """The input description, with the built-in dataset's defaults filled in."""
+        if self.task.input is not None:
+            return self.task.input
+        return InputSpec(modality="image", shape=[8, 8, 1])
+
+    @property
+    def num_classes(self) -> int:
+        return self.task.classes or 10

@@ -1,0 +1,182 @@
+"""The analytical cost model: ``CostModel().estimate(graph, target) -> Cost``.
+
+Per node: MACs, params, the bytes alive while it runs, and latency = max(compute, memory) + per-op
+overhead, where compute uses the sustained MACs/cycle of the target's core x runtime for the node's op
+class (see :mod:`chipfit.targets.knowledge`) and memory uses the core's bytes/cycle or the board's memory
+bandwidth. Ops a runtime offloads to an accelerator run at the accelerator's rate. Totals: flash (weights
+at the deployed dtype + biases as int32 + runtime code), RAM (planned tensor arena + runtime state +
+front-end buffers), latency, energy per inference. Every figure is ``predicted``.
+
+>>> import torch
+>>> from chipfit import create_target
+>>> from chipfit.graph import from_torch
+>>> g = from_torch(torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU()), (1, 1, 16, 16))
+>>> c = CostModel().estimate(g, create_target("stm32l4r5"))
+>>> c.macs, c.source, c.latency_ms > 0
+(12544, 'predicted', True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from chipfit.cost.arena import ArenaPlan, buffers, plan
+from chipfit.graph.opgraph import DTYPE_BYTES, OpClass, OpGraph
+from chipfit.targets.knowledge import MAC_CLASSES, core_types, efficiency, runtimes
+from chipfit.targets.target import Target
+
+_PARALLEL_EFFICIENCY = 0.7  # est.: share of each extra application core a runtime turns into speed-up
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    name: str
+    op: str
+    op_type: str
+    macs: int
+    params: int
+    out_shape: tuple[int, ...]
+    ram_bytes: int
+    latency_ms: float
+    bound: str
+    unit: str
+    activation: str | None = None
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A model's predicted cost on one target x runtime. ``to_dict()`` is the JSON form."""
+
+    model: str
+    target: str
+    runtime: str
+    dtype: str
+    macs: int
+    params: int
+    weights_bytes: int
+    flash_bytes: int
+    ram_bytes: int
+    arena_bytes: int
+    arena_lower_bound_bytes: int
+    frontend_ram_bytes: int
+    latency_ms: float
+    energy_mj: float
+    layers: tuple[LayerCost, ...]
+    unsupported: tuple[str, ...] = ()
+    efficiency_source: str = ""
+    source: str = "predicted"
+    basis: str = ""
+    arena_plan: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def supported(self) -> bool:
+        return not self.unsupported
+
+    def to_dict(self, *, with_plan: bool = False) -> dict[str, Any]:
+        d = asdict(self)
+        d["layers"] = [asdict(layer) for layer in self.layers]
+        d["unsupported"] = list(self.unsupported)
+        if not with_plan:
+            d.pop("arena_plan")
+        return d
+
+
+class CostModel:
+    """Analytical cost model. Stateless apart from an optional calibration (per-class scale factors)."""
+
+    def __init__(self, calibration: dict[str, float] | None = None) -> None:
+        self.calibration = dict(calibration or {})
+
+    def estimate(self, graph: OpGraph, target: Target, *, runtime: str | None = None, dtype: str = "int8",
+                 frontend_ram_bytes: int = 0) -> Cost:
+        rt_name = runtime or target.runtime
+        rt = runtimes()[rt_name]
+        ct = core_types()[target.core]
+        unsupported = []
+        if dtype not in rt.dtypes:
+            unsupported.append(f"dtype {dtype}: {rt_name} runs {', '.join(rt.dtypes)}")
+        cpu_rt = rt.cpu_fallback if rt.accelerators and rt.cpu_fallback in runtimes() else rt_name
+        if target.core not in runtimes()[cpu_rt].cores:
+            cpu_rt = rt_name
+        eff = efficiency(target.core, cpu_rt if target.core in runtimes()[cpu_rt].cores else rt_name)
+        fp_scale = 1.0
+        if dtype in ("float32", "float16"):
+            fp_scale = ct.fp32_macs_per_cycle / ct.int8_macs_per_cycle
+        act_bytes = DTYPE_BYTES.get(dtype, 1)
+
+        def nbytes(t: str) -> int:
+            info = graph.tensors.get(t)
+            return info.numel * act_bytes if info is not None else 0
+
+        arena = plan(buffers(graph, nbytes))
+        clock_hz = target.clock_mhz * 1e6
+        parallel = 1.0 + _PARALLEL_EFFICIENCY * (target.cores - 1)
+        if target.mem_bandwidth_gbps:
+            bytes_per_s = target.mem_bandwidth_gbps * 1e9
+        else:
+            bytes_per_s = ct.bytes_per_cycle * clock_hz
+        acc = target.accelerator if rt.accelerators else None
+        acc_energy_mj = 0.0
+        layers: list[LayerCost] = []
+        total_s = 0.0
+        for i, n in enumerate(graph.nodes):
+            if n.op.value not in rt.ops or (n.op is OpClass.OTHER and n.op_type not in rt.ops):
+                unsupported.append(f"op {n.op_type} ({n.name}): not supported by {rt_name}")
+            out_shape = graph.tensors[n.outputs[0]].shape if n.outputs and n.outputs[0] in graph.tensors else ()
+            out_elems = graph.tensors[n.outputs[0]].numel if n.outputs and n.outputs[0] in graph.tensors else 0
+            if n.op.is_alias:
+                layers.append(LayerCost(n.name, n.op.value, n.op_type, 0, 0, out_shape, arena.live_bytes[i], 0.0,
+                                        "alias", "cpu"))
+                continue
+            on_acc = acc is not None and n.op.value in rt.accelerated_ops
+            scale = self.calibration.get(n.op.value, 1.0)
+            moved = n.weights * (1 if dtype == "int8" else act_bytes) + n.biases * 4
+            moved += sum(nbytes(t) for t in n.inputs) + sum(nbytes(t) for t in n.outputs)
+            if on_acc:
+                acc_hz = acc.clock_mhz * 1e6
+                rate = acc.macs_per_cycle * rt.efficiency.get(n.op.value, 0.1) * acc_hz
+                compute_s = n.macs / rate if n.op.value in MAC_CLASSES else out_elems * rt.element_cycles / acc_hz
+                memory_s = moved / bytes_per_s
+                overhead_s = rt.node_overhead_cycles / clock_hz
+                unit = acc.kind
+            else:
+                if n.op.value in MAC_CLASSES:
+                    compute_s = n.macs / (eff.macs_per_cycle[n.op.value] * fp_scale * clock_hz * parallel)
+                else:
+                    elems = out_elems if n.op is not OpClass.POOL else sum(
+                        graph.tensors[t].numel for t in n.inputs if t in graph.tensors)
+                    compute_s = elems * rt.element_cycles / (fp_scale ** 0.5) / clock_hz
+                memory_s = moved / bytes_per_s
+                overhead_s = runtimes()[cpu_rt].node_overhead_cycles / clock_hz
+                unit = "cpu"
+            body = max(compute_s, memory_s)
+            seconds = body * scale + overhead_s
+            if on_acc and acc.power_mw:
+                acc_energy_mj += seconds * acc.power_mw
+            total_s += seconds
+            bound = "compute" if compute_s >= memory_s else "memory"
+            if overhead_s > body:
+                bound = "overhead"
+            layers.append(LayerCost(n.name, n.op.value, n.op_type, n.macs, n.params, out_shape,
+                                    arena.live_bytes[i] if i < len(arena.live_bytes) else 0, seconds * 1e3, bound,
+                                    unit, n.activation))
+        weight_bytes = graph.weights * (1 if dtype == "int8" else act_bytes) + graph.biases * 4
+        per_node_meta = 64  # est.: flatbuffer op + tensor metadata per node
+        flash = weight_bytes + int(rt.flash_overhead_kb * 1024) + per_node_meta * len(graph.nodes)
+        ram = arena.arena + int(rt.ram_overhead_kb * 1024) + int(frontend_ram_bytes)
+        latency_ms = total_s * 1e3
+        energy_mj = total_s * target.active_power_mw + acc_energy_mj  # s x mW = mJ
+        basis = (f"{rt_name} on {target.name} ({target.core} @ {target.clock_mhz:g} MHz"
+                 + (f" + {acc.kind}" if acc else "") + f"), {dtype}")
+        return Cost(
+            model=graph.name, target=target.name, runtime=rt_name, dtype=dtype, macs=graph.macs, params=graph.params,
+            weights_bytes=weight_bytes, flash_bytes=flash, ram_bytes=ram, arena_bytes=arena.arena,
+            arena_lower_bound_bytes=arena.lower_bound, frontend_ram_bytes=int(frontend_ram_bytes),
+            latency_ms=latency_ms, energy_mj=energy_mj, layers=tuple(layers), unsupported=tuple(unsupported),
+            efficiency_source=eff.source, basis=basis, arena_plan=_plan_dict(arena),
+        )
+
+
+def _plan_dict(p: ArenaPlan) -> dict[str, Any]:
+    return p.to_dict()

@@ -1,0 +1,158 @@
+"""Build an OpGraph from an ONNX model (fp32 or QDQ int8), counting MACs and params ourselves.
+
+Shapes come from ``onnx.shape_inference`` with the batch dimension fixed to 1. In QDQ models, weights reach
+Conv/Gemm through ``DequantizeLinear`` and activations pass through Q/DQ pairs: both are resolved, so a QDQ
+model has the same MACs and params as its fp32 source.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from chipfit.errors import GraphError
+from chipfit.graph.opgraph import Node, OpClass, OpGraph, TensorInfo, finalize
+
+_ONNX_DTYPES = {1: "float32", 10: "float16", 3: "int8", 2: "uint8", 6: "int32", 7: "int64", 5: "int16", 9: "bool"}
+_ACT = {"Relu": "relu", "Clip": "relu6", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hardswish",
+        "HardSigmoid": "hardsigmoid", "LeakyRelu": "leaky_relu", "Elu": "elu", "Gelu": "gelu", "Swish": "silu"}
+_POOL = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax"}
+_ALIAS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "QuantizeLinear",
+          "DequantizeLinear"}
+_SIMPLE = {"Add": OpClass.ADD, "Sum": OpClass.ADD, "Mul": OpClass.MUL, "Softmax": OpClass.SOFTMAX,
+           "LogSoftmax": OpClass.SOFTMAX, "Concat": OpClass.CONCAT, "Pad": OpClass.PAD,
+           "Transpose": OpClass.TRANSPOSE, "BatchNormalization": OpClass.OTHER}
+_CONST_OPS = {"Constant", "Shape", "Gather", "Cast", "ConstantOfShape", "Range", "Slice", "Concat", "Unsqueeze",
+              "Squeeze", "Reshape", "DequantizeLinear", "Identity", "Mul", "Add", "Div", "Sub"}
+
+
+def _load(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
+    if isinstance(model, onnx.ModelProto):
+        return model
+    path = Path(model)
+    if not path.is_file():
+        raise GraphError(f"ONNX model not found: expected a file at '{path}'. Check the path.")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:
+        raise GraphError(
+            f"'{path}' is not a readable ONNX model ({type(exc).__name__}: {exc}). "
+            "Expected a protobuf .onnx file, e.g. from torch.onnx.export."
+        ) from exc
+
+
+def from_onnx(model: str | Path | onnx.ModelProto, *, name: str | None = None) -> OpGraph:
+    """Read an ONNX model into an OpGraph.
+
+    >>> import onnx, onnx.helper as h, numpy as np
+    >>> w = onnx.numpy_helper.from_array(np.ones((4, 10), np.float32), "w")
+    >>> g = h.make_graph([h.make_node("Gemm", ["x", "w"], ["y"], transB=1)], "g",
+    ...     [h.make_tensor_value_info("x", 1, [1, 10])], [h.make_tensor_value_info("y", 1, [1, 4])], [w])
+    >>> from_onnx(h.make_model(g)).macs
+    40
+    """
+    mo = _load(model)
+    label = name or (Path(model).stem if isinstance(model, str | Path) else mo.graph.name or "onnx")
+    mo = onnx.ModelProto.FromString(mo.SerializeToString())
+    inits = {t.name: t for t in mo.graph.initializer}
+    for inp in mo.graph.input:
+        dims = inp.type.tensor_type.shape.dim
+        if dims and (dims[0].dim_param or dims[0].dim_value == 0):
+            dims[0].ClearField("dim_param")
+            dims[0].dim_value = 1
+    try:
+        mo = onnx.shape_inference.infer_shapes(mo, strict_mode=False, data_prop=True)
+    except Exception as exc:
+        raise GraphError(f"ONNX shape inference failed for '{label}': {exc}") from exc
+    info: dict[str, TensorInfo] = {}
+    for v in [*mo.graph.input, *mo.graph.value_info, *mo.graph.output]:
+        tt = v.type.tensor_type
+        dims = tuple(int(d.dim_value) for d in tt.shape.dim)
+        info[v.name] = TensorInfo(dims, _ONNX_DTYPES.get(tt.elem_type, "float32"))
+    const: dict[str, np.ndarray | None] = {n: None for n in inits}  # names of constant values
+    const_arr = {n: numpy_helper.to_array(t) for n, t in inits.items()}
+    graph_inputs = tuple(i.name for i in mo.graph.input if i.name not in inits)
+    for gi in graph_inputs:
+        if gi not in info or any(d <= 0 for d in info[gi].shape):
+            raise GraphError(f"ONNX input '{gi}' of '{label}' has a dynamic or unknown shape beyond the batch "
+                             "dimension; export with a fixed input size.")
+    alias: dict[str, str] = {}
+    nodes: list[Node] = []
+    for i, n in enumerate(mo.graph.node):
+        ins = [x for x in n.input if x]
+        if n.op_type == "Constant" or (ins and all(x in const for x in ins)):
+            for o in n.output:
+                const[o] = None
+            if n.op_type == "DequantizeLinear" and ins[0] in const_arr:
+                const_arr[n.output[0]] = const_arr[ins[0]]
+            continue
+        act_in = tuple(alias.get(x, x) for x in ins if x not in const)
+        out = n.output[0]
+        nname = n.name or f"{n.op_type}_{i}"
+        if n.op_type in _ALIAS:
+            if act_in and (n.op_type not in ("Reshape", "Flatten") or info.get(out, TensorInfo(())).numel ==
+                           info.get(act_in[0], TensorInfo(())).numel):
+                alias[out] = act_in[0]
+                if act_in[0] in info and out in info and info[out].shape != info[act_in[0]].shape:
+                    alias.pop(out)
+                    nodes.append(Node(nname, OpClass.RESHAPE, n.op_type, act_in[:1], (out,)))
+                continue
+        if out not in info:
+            raise GraphError(f"ONNX node '{nname}' ({n.op_type}) of '{label}': shape inference gave no shape "
+                             f"for its output '{out}'.")
+        node = _node(n, nname, act_in, out, info, const_arr)
+        nodes.append(node)
+    outputs = tuple(alias.get(o.name, o.name) for o in mo.graph.output)
+    tensors = {k: v for k, v in info.items() if k not in alias}
+    g = OpGraph(name=label, nodes=tuple(nodes), tensors=tensors, inputs=graph_inputs, outputs=outputs,
+                source="onnx", layout="NCHW")
+    return finalize(g)
+
+
+def _attr(node: onnx.NodeProto, key: str, default: object = None) -> object:
+    for a in node.attribute:
+        if a.name == key:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def _node(n: onnx.NodeProto, nname: str, act_in: tuple[str, ...], out: str, info: dict[str, TensorInfo],
+          arrays: dict[str, np.ndarray]) -> Node:
+    op = n.op_type
+    if op == "Conv":
+        w = arrays.get(n.input[1])
+        if w is None:
+            raise GraphError(f"ONNX Conv '{nname}': its weight '{n.input[1]}' is not a constant; chipfit "
+                             "needs static weights to cost a model.")
+        b = arrays.get(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+        group = int(_attr(n, "group", 1))  # type: ignore[arg-type]
+        cin = info[act_in[0]].shape[1] if act_in and act_in[0] in info else 0
+        macs = info[out].numel * int(math.prod(w.shape[1:]))
+        dw = group > 1 and group == cin and w.shape[1] == 1
+        return Node(nname, OpClass.DEPTHWISE if dw else OpClass.CONV, op, act_in, (out,), macs=macs,
+                    params=int(w.size) + (int(b.size) if b is not None else 0), weights=int(w.size),
+                    biases=int(b.size) if b is not None else 0, kernel=tuple(w.shape[2:]),
+                    stride=tuple(_attr(n, "strides", ()) or ()))  # type: ignore[arg-type]
+    if op in ("Gemm", "MatMul"):
+        w = arrays.get(n.input[1])
+        if w is None:
+            return Node(nname, OpClass.OTHER, op, act_in, (out,))
+        b = arrays.get(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+        trans_b = int(_attr(n, "transB", 0)) if op == "Gemm" else 0  # type: ignore[arg-type]
+        k = w.shape[1] if trans_b else w.shape[0]
+        macs = info[out].numel * int(k)
+        return Node(nname, OpClass.DENSE, op, act_in, (out,), macs=macs,
+                    params=int(w.size) + (int(b.size) if b is not None else 0), weights=int(w.size),
+                    biases=int(b.size) if b is not None else 0)
+    if op in _ACT:
+        return Node(nname, OpClass.ACTIVATION, _ACT[op], act_in, (out,))
+    if op in _POOL:
+        k = tuple(_attr(n, "kernel_shape", ()) or ())  # type: ignore[arg-type]
+        return Node(nname, OpClass.POOL, op, act_in, (out,), kernel=k)
+    if op in _SIMPLE:
+        return Node(nname, _SIMPLE[op], op, act_in, (out,))
+    return Node(nname, OpClass.OTHER, op, act_in, (out,))

@@ -1,0 +1,48 @@
+"""The ``host`` target: this machine, read from the OS (clock, memory), run with ONNX Runtime on one thread."""
+
+from __future__ import annotations
+
+import functools
+import platform
+from pathlib import Path
+
+import psutil
+
+from chipfit.targets.target import Target
+
+
+def _cpu_mhz() -> tuple[float, str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("cpu mhz"):
+                return float(line.split(":")[1]), "measured: /proc/cpuinfo 'cpu MHz'"
+    except OSError:
+        pass
+    freq = psutil.cpu_freq()
+    if freq and freq.max:
+        return float(freq.max), "measured: psutil.cpu_freq().max"
+    return 2000.0, "est.: clock unknown, 2 GHz assumed"
+
+
+@functools.cache
+def host_target() -> Target:
+    """Facts of this machine; cached for the process."""
+    mhz, mhz_src = _cpu_mhz()
+    arch = platform.machine().lower()
+    core = "x86-64" if arch in ("x86_64", "amd64") else "cortex-a72"
+    ram_kb = psutil.virtual_memory().total / 1024
+    disk_kb = psutil.disk_usage(str(Path.cwd())).free / 1024
+    return Target(
+        name="host", core=core, clock_mhz=round(mhz, 1), sram_kb=round(ram_kb), flash_kb=round(disk_kb),
+        runtimes=("onnxruntime", "tflite-xnnpack"), active_power_mw=10_000.0, sleep_power_uw=5e6, cores=1,
+        description=f"this machine ({platform.processor() or arch}, {psutil.cpu_count()} logical CPUs); "
+        "ONNX Runtime with one intra-op thread",
+        origin="host",
+        sources={
+            "clock_mhz": mhz_src, "sram_kb": "measured: psutil.virtual_memory().total",
+            "flash_kb": "measured: free disk space of the working directory",
+            "cores": "chipfit runs ONNX Runtime with one intra-op thread on the host",
+            "active_power_mw": "est.: 10 W for one busy core (no RAPL reading)",
+            "sleep_power_uw": "est.: 5 W idle",
+        },
+    )

@@ -1,0 +1,137 @@
+"""Schema of a target file (built-in profiles and user-declared boards alike).
+
+Every figure may be written plainly (``clock_mhz: 160``, sourced as "declared in <file>") or with its
+source (``clock_mhz: {value: 160, source: "datasheet DS1234, table 5"}``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from chipfit.naming import did_you_mean, one_of
+from chipfit.targets.knowledge import core_types, runtimes
+
+ACCELERATOR_KINDS = ("ethos-u55", "edgetpu", "gpu-maxwell", "gpu-ampere")
+
+
+class Sourced(BaseModel):
+    """A figure and where it comes from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    value: Annotated[float, Field(gt=0)]
+    source: Annotated[str, Field(min_length=1)]
+
+
+def _sourced(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return {"value": value, "source": "declared"}
+    return value
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _wrap_numbers(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for key, f in cls.model_fields.items():
+            if key in out and _is_sourced(f.annotation):
+                out[key] = _sourced(out[key])
+        return out
+
+
+def _is_sourced(ann: Any) -> bool:
+    return ann is Sourced or Sourced in (getattr(ann, "__args__", ()) or ())
+
+
+class AcceleratorSpec(_Base):
+    kind: str
+    macs_per_cycle: Sourced
+    clock_mhz: Sourced
+    power_mw: Sourced | None = None
+    sram_kb: Sourced | None = None
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        if v not in ACCELERATOR_KINDS:
+            raise ValueError(f"{one_of(ACCELERATOR_KINDS)}; given '{v}'.{did_you_mean(v, ACCELERATOR_KINDS)}")
+        return v
+
+
+class TargetSpec(_Base):
+    """A board: the built-in profile format, which also accepts the short user form (``runtime:``, plain numbers)."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    core: str
+    clock_mhz: Sourced
+    sram_kb: Sourced
+    flash_kb: Sourced
+    runtimes: list[str] | None = None
+    runtime: str | None = None
+    cores: Sourced | None = None
+    arena_kb: Sourced | None = None
+    active_power_mw: Sourced | None = None
+    sleep_power_uw: Sourced | None = None
+    mem_bandwidth_gbps: Sourced | None = None
+    accelerator: AcceleratorSpec | None = None
+    description: str = ""
+    notes: str = ""
+
+    @field_validator("core")
+    @classmethod
+    def _core(cls, v: str) -> str:
+        known = core_types()
+        if v not in known:
+            raise ValueError(f"a known core type, {one_of(known)}; given '{v}'.{did_you_mean(v, known)}")
+        return v
+
+    @field_validator("runtimes")
+    @classmethod
+    def _runtimes(cls, v: list[str] | None) -> list[str] | None:
+        for r in v or []:
+            _check_runtime(r)
+        if v is not None and not v:
+            raise ValueError("at least one runtime")
+        return v
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime(cls, v: str | None) -> str | None:
+        if v is not None:
+            _check_runtime(v)
+        return v
+
+    @model_validator(mode="after")
+    def _compatible(self) -> TargetSpec:
+        names = self.runtime_list()
+        if not names:
+            raise ValueError("a runtime: give 'runtime: <name>' or 'runtimes: [..]'")
+        for r in names:
+            info = runtimes()[r]
+            if self.core not in info.cores:
+                raise ValueError(f"runtimes that run on a {self.core}; runtime '{r}' runs on "
+                                 f"{', '.join(info.cores)}")
+            if info.accelerators and (self.accelerator is None or self.accelerator.kind not in info.accelerators):
+                raise ValueError(f"runtime '{r}' needs an accelerator of kind {' or '.join(info.accelerators)}; "
+                                 "declare it under 'accelerator:'")
+        return self
+
+    def runtime_list(self) -> list[str]:
+        names = list(self.runtimes or [])
+        if self.runtime and self.runtime not in names:
+            names.insert(0, self.runtime)
+        return names
+
+
+def _check_runtime(v: str) -> None:
+    known = runtimes()
+    if v not in known:
+        raise ValueError(f"a known runtime, {one_of(known)}; given '{v}'.{did_you_mean(v, known)}")
