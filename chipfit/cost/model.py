@@ -89,7 +89,9 @@ class CostModel:
         self.calibration = dict(calibration or {})
 
     def estimate(self, graph: OpGraph, target: Target, *, runtime: str | None = None, dtype: str = "int8",
-                 frontend_ram_bytes: int = 0) -> Cost:
+                 frontend_ops: int = 0, frontend_ram_bytes: int = 0) -> Cost:
+        """Predict ``graph``'s cost on ``target``. ``frontend_ops`` / ``frontend_ram_bytes`` add a DSP
+        front-end (e.g. MFCC) that runs before the network on the same core."""
         rt_name = runtime or target.runtime
         rt = runtimes()[rt_name]
         ct = core_types()[target.core]
@@ -161,6 +163,11 @@ class CostModel:
             layers.append(LayerCost(n.name, n.op.value, n.op_type, n.macs, n.params, out_shape,
                                     arena.live_bytes[i] if i < len(arena.live_bytes) else 0, seconds * 1e3, bound,
                                     unit, n.activation))
+        if frontend_ops:
+            dsp_s = frontend_ops / (eff.macs_per_cycle["dense"] * clock_hz)
+            total_s += dsp_s
+            layers.insert(0, LayerCost("frontend", OpClass.DSP.value, "mfcc", 0, 0, (), int(frontend_ram_bytes),
+                                       dsp_s * 1e3, "compute", "cpu"))
         weight_bytes = graph.weights * (1 if dtype == "int8" else act_bytes) + graph.biases * 4
         per_node_meta = 64  # est.: flatbuffer op + tensor metadata per node
         flash = weight_bytes + int(rt.flash_overhead_kb * 1024) + per_node_meta * len(graph.nodes)

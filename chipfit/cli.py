@@ -1,0 +1,280 @@
+"""The ``chipfit`` command line: a thin layer over the library (Typer + Rich).
+
+Exit codes: 0 success, 1 failure, 2 bad usage / contract / target, 3 infeasible (``check``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from chipfit.errors import ChipfitError, ProblemsError, UsageError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="chipfit: constraint-first edge AI. State the budgets first; get models that hold them.")
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+_STATE = {"debug": False}
+
+EXIT_FAIL, EXIT_USAGE, EXIT_INFEASIBLE = 1, 2, 3
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+          verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")] = False) -> None:
+    _STATE["debug"] = debug
+    if verbose:
+        import logging
+
+        from chipfit.logging import set_verbosity
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logging.getLogger("chipfit").addHandler(handler)
+        set_verbosity("INFO")
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """Turn chipfit errors into a message on stderr and an exit code (no traceback unless --debug)."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except ChipfitError as exc:
+        if _STATE["debug"]:
+            raise
+        if isinstance(exc, ProblemsError):
+            err.print(f"[bold red]error:[/] {len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} "
+                      f"in the {exc.kind}:", highlight=False)
+            for p in exc.problems:
+                err.print("  " + p.format(), markup=False, highlight=False)
+        else:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAIL) from None
+
+
+def _json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=_jsonable) + "\n")
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, float) and x != x:
+        return None
+    if isinstance(x, tuple | set):
+        return list(x)
+    return str(x)
+
+
+def _fmt(x: float | None, unit: str = "") -> str:
+    if x is None:
+        return "-"
+    if x == float("inf"):
+        return "inf"
+    s = f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"
+    return f"{s} {unit}".strip()
+
+
+@app.command("devices")
+def devices(
+    args: Annotated[list[str] | None, typer.Argument(help="PATTERN (e.g. 'stm32*'), or: show NAME")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the device catalog, or show one device's facts and their sources (``devices show NAME``)."""
+    from chipfit.targets import create_target, list_targets
+
+    with _errors():
+        args = args or []
+        if args and args[0] == "show":
+            if len(args) != 2:
+                err.print("usage: chipfit devices show NAME")
+                raise typer.Exit(EXIT_USAGE)
+            _show_device(create_target(args[1]), as_json)
+            return
+        if len(args) > 1:
+            err.print("usage: chipfit devices [PATTERN] | chipfit devices show NAME")
+            raise typer.Exit(EXIT_USAGE)
+        pattern = args[0] if args else "*"
+        names = list_targets(pattern)
+        if not names:
+            from chipfit.naming import did_you_mean
+
+            err.print(f"error: no device matches '{pattern}'.{did_you_mean(pattern, list_targets())} "
+                      "Run 'chipfit devices' for the catalog.", highlight=False)
+            raise typer.Exit(EXIT_USAGE)
+        targets = [create_target(n) for n in names]
+        if as_json:
+            _json([{"name": t.name, "core": t.core, "clock_mhz": t.clock_mhz, "sram_kb": t.sram_kb,
+                    "flash_kb": t.flash_kb, "runtimes": list(t.runtimes), "accelerator": t.accelerator.kind
+                    if t.accelerator else None, "active_power_mw": t.active_power_mw,
+                    "sleep_power_uw": t.sleep_power_uw, "sources": dict(t.sources)} for t in targets])
+            return
+        table = Table(title=f"{len(targets)} devices", title_justify="left")
+        for col in ("name", "core", "MHz", "SRAM kB", "flash kB", "runtimes (default first)", "accel"):
+            table.add_column(col, justify="right" if col in ("MHz", "SRAM kB", "flash kB") else "left")
+        for t in targets:
+            table.add_row(t.name, t.core, _fmt(t.clock_mhz), _fmt(t.sram_kb), _fmt(t.flash_kb),
+                          ", ".join(t.runtimes), t.accelerator.kind if t.accelerator else "")
+        out.print(table)
+
+
+def _show_device(t: Any, as_json: bool) -> None:
+    from chipfit.targets.knowledge import efficiency
+
+    effs = {}
+    for r in t.runtimes:
+        with contextlib.suppress(KeyError):
+            e = efficiency(t.core, r)
+            effs[r] = {"macs_per_cycle": dict(e.macs_per_cycle), "source": e.source}
+    if as_json:
+        _json({**t.to_dict(), "efficiency": effs})
+        return
+    table = Table(title=f"{t.name}: {t.description}", title_justify="left")
+    table.add_column("fact")
+    table.add_column("value", justify="right")
+    table.add_column("source")
+    rows = [("core", t.core, "")] + [
+        (k, _fmt(getattr(t, k)), t.sources.get(k, "")) for k in
+        ("cores", "clock_mhz", "sram_kb", "arena_kb", "flash_kb", "active_power_mw", "sleep_power_uw",
+         "mem_bandwidth_gbps") if getattr(t, k) is not None]
+    if t.accelerator:
+        a = t.accelerator
+        rows += [("accelerator", a.kind, ""), ("accelerator MAC/cycle", _fmt(a.macs_per_cycle),
+                                                 t.sources.get("accelerator.macs_per_cycle", ""))]
+    rows += [("runtimes", ", ".join(t.runtimes), "first is the default")]
+    for r, e in effs.items():
+        rows.append((f"{r} MAC/cycle", ", ".join(f"{k} {v:.2f}" for k, v in e["macs_per_cycle"].items()), e["source"]))
+    for r in rows:
+        table.add_row(*r)
+    out.print(table)
+    if t.notes:
+        out.print(f"notes: {t.notes}", highlight=False)
+
+
+@app.command("profile")
+def profile_cmd(
+    model: Annotated[str, typer.Argument(help="A .onnx or .tflite file, or a reference architecture "
+                                              "(dscnn-kws, resnet8, mobilenetv1-0.25, cnn1d-har).")],
+    target: Annotated[str | None, typer.Option("--target", "-t", help="Device name or target file.")] = None,
+    runtime: Annotated[str | None, typer.Option("--runtime", "-r", help="Runtime (default: the device's).")] = None,
+    contract: Annotated[Path | None, typer.Option("--contract", "-c", help="Judge against this contract.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="Deployed dtype: int8 or float32.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 3 when a budget fails.")] = False,
+) -> None:
+    """Predict a model's MACs, params, flash, RAM, latency and energy on a device, layer by layer."""
+    from chipfit.contract import load_contract
+    from chipfit.profiling import profile
+    from chipfit.targets import create_target
+
+    with _errors():
+        c = load_contract(contract) if contract else None
+        if target is not None:
+            t = create_target(target)
+        elif c is not None:
+            t = c.get_target()
+        else:
+            t = create_target("host")
+        report = profile(model, target=t, runtime=runtime or (c.runtime if c and target is None else None),
+                         contract=c, dtype=dtype)
+        if as_json:
+            _json(report.to_dict())
+        else:
+            _print_profile(report)
+    if strict and report.verdict == "FAIL":
+        raise typer.Exit(EXIT_INFEASIBLE)
+
+
+def _print_profile(report: Any) -> None:
+    c = report.cost
+    table = Table(title=f"{report.model} on {report.target.name} — predicted ({c.basis})", title_justify="left")
+    for col in ("layer", "op", "out shape", "MACs", "params", "live RAM B", "latency ms", "bound"):
+        table.add_column(col, justify="right" if col in ("MACs", "params", "live RAM B", "latency ms") else "left")
+    for layer in c.layers:
+        op = layer.op_type + (f"+{layer.activation}" if layer.activation else "")
+        table.add_row(layer.name, op, "x".join(map(str, layer.out_shape)), f"{layer.macs:,}", f"{layer.params:,}",
+                      f"{layer.ram_bytes:,}", f"{layer.latency_ms:.4f}", layer.bound)
+    out.print(table)
+    totals = Table(title="totals (predicted)", title_justify="left", show_header=False)
+    totals.add_column("k")
+    totals.add_column("v", justify="right")
+    for k, v in (("MACs", f"{c.macs:,}"), ("params", f"{c.params:,}"), ("flash", f"{c.flash_bytes:,} B"),
+                 ("RAM (arena + runtime + front-end)", f"{c.ram_bytes:,} B"),
+                 ("tensor arena: planned / lower bound", f"{c.arena_bytes:,} / {c.arena_lower_bound_bytes:,} B"),
+                 ("latency", f"{c.latency_ms:.4g} ms"), ("energy / inference", f"{c.energy_mj:.4g} mJ")):
+        totals.add_row(k, v)
+    out.print(totals)
+    out.print(f"efficiency: {c.efficiency_source}", highlight=False)
+    for u in c.unsupported:
+        out.print(f"[red]unsupported:[/] {u}", highlight=False)
+    if report.budgets:
+        _print_budgets(report.budgets, title=f"verdict: {report.verdict}")
+
+
+def _print_budgets(checks: Any, title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    for col in ("budget", "limit", "achieved", "margin", "result", "source", "limit from"):
+        table.add_column(col, justify="right" if col in ("limit", "achieved", "margin") else "left")
+    for b in checks:
+        result = {True: "[green]PASS[/]", False: "[red]FAIL[/]", None: "[yellow]pending[/]"}[b.passed]
+        margin = "-" if b.margin is None else f"{b.margin:+.1%}"
+        table.add_row(b.name, _fmt(b.limit, b.unit), _fmt(b.achieved, b.unit), margin, result, b.source, b.basis)
+    out.print(table)
+
+
+@app.command("check")
+def check_cmd(
+    contract: Annotated[Path, typer.Argument(help="The contract YAML.")],
+    samples: Annotated[int, typer.Option(min=0, max=5000, help="Random candidates to cost.")] = 64,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Is the contract valid, and can any candidate of the search space hold each budget? (No training.)"""
+    from chipfit.check import check_contract
+    from chipfit.contract import load_contract
+
+    with _errors():
+        c = load_contract(contract)
+        report = check_contract(c, samples=samples)
+    if as_json:
+        _json(report.to_dict())
+    else:
+        table = Table(title=f"{c.name}: {report.modality} on {report.target} ({report.runtime}) — "
+                            f"{report.candidates} candidates costed in {report.seconds:.2f} s, predicted",
+                      title_justify="left")
+        for col in ("budget", "limit", "best reachable", "candidates holding", "result", "why / limit from"):
+            table.add_column(col, justify="right" if col in ("limit", "best reachable") else "left")
+        for b in report.budgets:
+            result = {True: "[green]reachable[/]", False: "[red]INFEASIBLE[/]", None: "[yellow]pending[/]"}[b.reachable]
+            table.add_row(b.name, _fmt(b.limit, b.unit), _fmt(b.best, b.unit),
+                          f"{b.holding}/{report.candidates}" if b.reachable is not None else "-",
+                          result, b.why or b.basis)
+        out.print(table)
+        for note in report.notes:
+            out.print(f"note: {note}", highlight=False)
+        if report.feasible:
+            out.print(f"[green]FEASIBLE[/]: {report.feasible_candidates} of {report.candidates} costed candidates "
+                      "hold every budget that can be judged before training.")
+        else:
+            out.print(f"[red]INFEASIBLE[/]: no costed candidate holds every budget; binding: "
+                      f"{', '.join(report.binding)}.", highlight=False)
+            if report.closest:
+                out.print(f"closest candidate: {json.dumps(report.closest['config'])}", highlight=False)
+    if not report.feasible:
+        raise typer.Exit(EXIT_INFEASIBLE)
+
+
+def main() -> None:
+    """Console entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

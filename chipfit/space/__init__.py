@@ -1,0 +1,15 @@
+"""Search spaces, architecture families, DSP front-ends, named reference architectures."""
+
+from chipfit.space.config import ArchConfig
+from chipfit.space.frontend import MfccFrontEnd
+from chipfit.space.spaces import (
+    Candidate,
+    SearchSpace,
+    create_space,
+    reference_config,
+    reference_modality,
+    reference_names,
+)
+
+__all__ = ["ArchConfig", "Candidate", "MfccFrontEnd", "SearchSpace", "create_space", "reference_config",
+           "reference_modality", "reference_names"]
