@@ -34,7 +34,8 @@ class Problem:
         where = self.file or ""
         if self.line is not None:
             where += f":{self.line}" if where else f"line {self.line}"
-        text = f"{where + ': ' if where else ''}{self.path or '(document)'}: expected {self.expected}; given {self.given}"
+        head = f"{where}: " if where else ""
+        text = f"{head}{self.path or '(document)'}: expected {self.expected}; given {self.given}"
         if self.hint:
             text += f". {self.hint}"
         return text

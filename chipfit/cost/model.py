@@ -13,7 +13,7 @@ front-end buffers), latency, energy per inference. Every figure is ``predicted``
 >>> g = from_torch(torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU()), (1, 1, 16, 16))
 >>> c = CostModel().estimate(g, create_target("stm32l4r5"))
 >>> c.macs, c.source, c.latency_ms > 0
-(12544, 'predicted', True)
+(14112, 'predicted', True)
 """
 
 from __future__ import annotations

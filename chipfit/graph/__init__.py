@@ -6,16 +6,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from chipfit.errors import GraphError
-from chipfit.graph.from_onnx import from_onnx
-from chipfit.graph.from_tflite import from_tflite
+from chipfit.graph.onnx_reader import from_onnx
 from chipfit.graph.opgraph import Node, OpClass, OpGraph, TensorInfo
+from chipfit.graph.tflite_reader import from_tflite
 
 _LOADERS: dict[str, Callable[[Path], OpGraph]] = {".onnx": from_onnx, ".tflite": from_tflite}
 
 
-def from_torch(*args, **kwargs) -> OpGraph:  # noqa: ANN002, ANN003
-    """Lazy wrapper of :func:`chipfit.graph.from_torch.from_torch` (keeps torch out of light imports)."""
-    from chipfit.graph.from_torch import from_torch as _impl
+def from_torch(*args, **kwargs) -> OpGraph:
+    """Lazy wrapper of :func:`chipfit.graph.torch_trace.from_torch` (keeps torch out of light imports)."""
+    from chipfit.graph.torch_trace import from_torch as _impl
 
     return _impl(*args, **kwargs)
 

@@ -22,10 +22,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 
 
-class OpClass(str, Enum):
+class OpClass(StrEnum):
     """The op classes the cost model knows how to price."""
 
     CONV = "conv"

@@ -11,7 +11,7 @@ them. Accuracy budgets cannot be judged before training: they are reported as ``
 >>> cost = CostModel().estimate(create_space(c.input_spec(), 10).graph(reference_config("resnet8")),
 ...                             c.get_target())
 >>> [(b.name, b.passed) for b in check_budgets(cost, c)][:2]
-[('latency_ms', False), ('energy_mj', True)]
+[('latency_ms', False), ('ram_kb', True)]
 """
 
 from __future__ import annotations

@@ -119,7 +119,8 @@ class _InvertedResidual(nn.Module):
         layers: list[nn.Module] = []
         if expand != 1:
             layers.append(conv_bn(cin, hidden, 1, 1, dims))
-        layers += [conv_bn(hidden, hidden, k, stride, dims, groups=hidden), conv_bn(hidden, cout, 1, 1, dims, act=False)]
+        layers += [conv_bn(hidden, hidden, k, stride, dims, groups=hidden),
+                   conv_bn(hidden, cout, 1, 1, dims, act=False)]
         self.body = nn.Sequential(*layers)
         self.residual = stride == 1 and cin == cout
 

@@ -23,13 +23,13 @@ class MfccFrontEnd:
     n_mfcc: int = 10  # 0 = log-mel output (no DCT)
 
     def frames(self, sample_rate_hz: float, duration_s: float) -> int:
-        samples = int(round(sample_rate_hz * duration_s))
+        samples = round(sample_rate_hz * duration_s)
         frame = self.frame_len(sample_rate_hz)
-        hop = max(1, int(round(sample_rate_hz * self.hop_ms / 1000)))
+        hop = max(1, round(sample_rate_hz * self.hop_ms / 1000))
         return max(1, 1 + (samples - frame) // hop)
 
     def frame_len(self, sample_rate_hz: float) -> int:
-        return max(8, int(round(sample_rate_hz * self.frame_ms / 1000)))
+        return max(8, round(sample_rate_hz * self.frame_ms / 1000))
 
     def n_fft(self, sample_rate_hz: float) -> int:
         return 1 << math.ceil(math.log2(self.frame_len(sample_rate_hz)))
@@ -48,7 +48,7 @@ class MfccFrontEnd:
     def buffer_bytes(self, sample_rate_hz: float, duration_s: float) -> int:
         """RAM the front-end holds: the raw audio window (int16), one FFT frame (int32 complex) and the
         feature map it fills (int8)."""
-        samples = int(round(sample_rate_hz * duration_s))
+        samples = round(sample_rate_hz * duration_s)
         n = self.n_fft(sample_rate_hz)
         frames, feats = self.output_shape(sample_rate_hz, duration_s)
         return samples * 2 + n * 4 * 2 + frames * feats

@@ -70,7 +70,7 @@ class SearchSpace(ABC):
 
     def candidate(self, config: ArchConfig) -> Candidate:
         """Build ``config`` and trace it into an OpGraph (no file written), with front-end costs."""
-        from chipfit.graph.from_torch import from_torch
+        from chipfit.graph.torch_trace import from_torch
 
         graph = from_torch(self.build(config), self.model_input_shape(config), name=f"{config.family}-{config.key}")
         fe = self.frontend(config)
@@ -98,7 +98,7 @@ class ImageSpace(SearchSpace):
     }
 
     def model_input_shape(self, config: ArchConfig) -> tuple[int, ...]:
-        h, w, c = (list(self.input.shape or [8, 8, 1]) + [1, 1])[:3]
+        h, w, c = ([*list(self.input.shape or [8, 8, 1]), 1, 1])[:3]
         r = float(config.params.get("resolution", 1.0))
         return (1, c, max(4, round(h * r)), max(4, round(w * r)))
 
@@ -141,7 +141,7 @@ class SeriesSpace(SearchSpace):
     }
 
     def model_input_shape(self, config: ArchConfig) -> tuple[int, ...]:
-        t, c = (list(self.input.shape or [128, 3]) + [1])[:2]
+        t, c = ([*list(self.input.shape or [128, 3]), 1])[:2]
         return (1, c, t)
 
 

@@ -110,7 +110,8 @@ def load_target_file(path: str | Path) -> Target:
     p = Path(path)
     if not p.is_file():
         raise TargetError([Problem("target", "an existing target file", f"'{p}' (no such file)",
-                                   file=str(p), hint="Check the path (relative paths are from the contract's folder).")])
+                                   file=str(p),
+                                   hint="Check the path (relative paths are from the contract's folder).")])
     try:
         text = p.read_text()
     except (OSError, UnicodeDecodeError) as exc:

@@ -93,14 +93,13 @@ def from_onnx(model: str | Path | onnx.ModelProto, *, name: str | None = None) -
         act_in = tuple(alias.get(x, x) for x in ins if x not in const)
         out = n.output[0]
         nname = n.name or f"{n.op_type}_{i}"
-        if n.op_type in _ALIAS:
-            if act_in and (n.op_type not in ("Reshape", "Flatten") or info.get(out, TensorInfo(())).numel ==
-                           info.get(act_in[0], TensorInfo(())).numel):
-                alias[out] = act_in[0]
-                if act_in[0] in info and out in info and info[out].shape != info[act_in[0]].shape:
-                    alias.pop(out)
-                    nodes.append(Node(nname, OpClass.RESHAPE, n.op_type, act_in[:1], (out,)))
-                continue
+        if n.op_type in _ALIAS and act_in:
+            same = act_in[0] in info and out in info and info[out].shape == info[act_in[0]].shape
+            if same or out not in info:
+                alias[out] = act_in[0]  # identity, dropout, Q/DQ pairs: the same buffer under a new name
+            else:
+                nodes.append(Node(nname, OpClass.RESHAPE, n.op_type, act_in[:1], (out,)))
+            continue
         if out not in info:
             raise GraphError(f"ONNX node '{nname}' ({n.op_type}) of '{label}': shape inference gave no shape "
                              f"for its output '{out}'.")

@@ -1,0 +1,32 @@
+"""Shared fixtures. Data from ../shared/data is read only through ``shared_data`` (skips when absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _shared_root() -> Path:
+    env = os.environ.get("CHIPFIT_SHARED_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared datasets folder; tests using it skip with a reason when it is absent."""
+    root = _shared_root()
+    if not root.is_dir():
+        pytest.skip(f"shared data not found at {root} (set CHIPFIT_SHARED_DATA to its path to run this test)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def mlperf_models(shared_data: Path) -> Path:
+    root = shared_data / "mlperf_tiny_models"
+    if not root.is_dir():
+        pytest.skip(f"MLPerf Tiny models not found under {shared_data}")
+    return root
