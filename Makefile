@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/chipfit check examples/digits.yaml
-	$(VENV)/bin/chipfit profile examples/models/dscnn_small.onnx --contract examples/digits.yaml
+	$(VENV)/bin/chipfit profile resnet8 --contract examples/digits.yaml
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
