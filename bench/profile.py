@@ -69,9 +69,13 @@ def main() -> None:
         graphs = [from_torch(m, s) for m, s in mods]
         best, med = rate(lambda ms: cm.estimate(from_torch(ms[0], ms[1]), target), mods)
         best_e, med_e = rate(lambda g: cm.estimate(g, target), graphs)
-        best_c, med_c = rate(lambda c, sp=space: (lambda cand: cm.estimate(
-            cand.graph, target, frontend_ops=cand.frontend_ops, frontend_ram_bytes=cand.frontend_ram_bytes))(
-                sp.candidate(c)), configs, repeats=1)
+
+        def from_config(cfg, sp=space):
+            cand = sp.candidate(cfg)
+            return cm.estimate(cand.graph, target, frontend_ops=cand.frontend_ops,
+                               frontend_ram_bytes=cand.frontend_ram_bytes)
+
+        best_c, _ = rate(from_config, configs, repeats=1)
         nodes = statistics.median(len(g.nodes) for g in graphs)
         rows.append([label, str(args.n), f"{nodes:.0f}", f"**{best:.0f}** ({med:.0f})", f"{best_c:.0f}",
                      f"{best_e:.0f} ({med_e:.0f})"])

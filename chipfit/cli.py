@@ -21,7 +21,7 @@ from chipfit.errors import ChipfitError, ProblemsError, UsageError
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="chipfit: constraint-first edge AI. State the budgets first; get models that hold them.")
 out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 _STATE = {"debug": False}
 
 EXIT_FAIL, EXIT_USAGE, EXIT_INFEASIBLE = 1, 2, 3
@@ -56,9 +56,9 @@ def _errors() -> Iterator[None]:
             err.print(f"[bold red]error:[/] {len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} "
                       f"in the {exc.kind}:", highlight=False)
             for p in exc.problems:
-                err.print("  " + p.format(), markup=False, highlight=False)
+                err.print("  " + p.format(), markup=False, highlight=False, soft_wrap=True)
         else:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAIL) from None
 
 

@@ -291,11 +291,9 @@ def test_all_problems_reported_at_once(tmp_path: Path) -> None:
         assert _squash(f"{path}:{line}: {p}:") in flat
 
 
-# --- bugs found while writing these tests (kept as strict xfails) -------------------------------------
+# --- bugs found while writing these tests (fixed; kept as regression tests) -------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="a missing target file is reported with path 'target (FILE:None) target': "
-                   "the loader formats p.line even when it is None")
 def test_missing_target_file_path_has_no_none(tmp_path: Path) -> None:
     path = _write(tmp_path, CASES["target_file_missing"])
     with pytest.raises(ContractError) as info:
@@ -303,8 +301,6 @@ def test_missing_target_file_path_has_no_none(tmp_path: Path) -> None:
     assert all("None" not in p.path for p in info.value.problems), [p.path for p in info.value.problems]
 
 
-@pytest.mark.xfail(strict=True, reason="a whole-mapping error in an inline target (runtime needing an accelerator) "
-                   "gets the key path 'target.' (trailing dot) instead of 'target'")
 def test_inline_target_model_error_path() -> None:
     text = ("name: demo\n" + BUILTIN + "target: {name: b, core: cortex-m55, clock_mhz: 100, sram_kb: 256, "
             "flash_kb: 1024, runtime: vela}\n")
@@ -317,8 +313,6 @@ def test_inline_target_model_error_path() -> None:
     pytest.param(HEAD + "field:\n  - {name: brightness, range: [1.5, 0.5]}\n", (), id="range_low_above_high"),
     pytest.param("name: demo\n" + BUILTIN + "target: board.yaml\n", (BAD_CORE_BOARD,), id="target_file_bad_core"),
 ])
-@pytest.mark.xfail(strict=True, reason="validator messages already contain '; given X', so the formatted problem "
-                   "says 'given' twice (range low>high; unknown core in a target file)")
 def test_given_appears_once(tmp_path: Path, text: str, files: tuple[tuple[str, str], ...]) -> None:
     path = _write(tmp_path, Case(text, "", None, files=files))
     with pytest.raises(ContractError) as info:
@@ -327,8 +321,6 @@ def test_given_appears_once(tmp_path: Path, text: str, files: tuple[tuple[str, s
         assert p.format().count("; given ") == 1, p.format()
 
 
-@pytest.mark.xfail(strict=True, reason="an unknown key under 'data: {source: arrays}' lists BuiltinData's keys "
-                   "('source, name') as allowed and gives no did-you-mean for 'paht' -> 'path'")
 def test_unknown_key_in_arrays_data_lists_arrays_keys(tmp_path: Path) -> None:
     (tmp_path / "d.npz").write_bytes(b"")
     text = ("name: demo\ntask:\n  data: {source: arrays, path: d.npz, paht: x}\n"
@@ -341,8 +333,6 @@ def test_unknown_key_in_arrays_data_lists_arrays_keys(tmp_path: Path) -> None:
     assert p.hint and "'path'" in p.hint
 
 
-@pytest.mark.xfail(strict=True, reason="a bracket left open at the end of the file is reported on the line after "
-                   "the last line (the stream-end mark), which the file does not have")
 def test_unclosed_bracket_at_end_of_file_line_exists() -> None:
     text = HEAD + "budgets: {ram_kb: 64\n"
     with pytest.raises(ContractError) as info:
@@ -356,17 +346,12 @@ def test_unclosed_bracket_at_end_of_file_line_exists() -> None:
     pytest.param("- a\n- b\n", id="list"),
     pytest.param("just words\n", id="scalar"),
 ])
-@pytest.mark.xfail(strict=True, reason="document-level problems from the loader's shape check have path '' "
-                   "(only Problem.format shows '(document)'; to_dict / --json give an empty path), unlike "
-                   "syntax errors and missing files which use '(document)'")
 def test_document_problem_has_a_path(text: str) -> None:
     with pytest.raises(ContractError) as info:
         load_contract(text)
     assert all(p.path for p in info.value.problems), [p.to_dict() for p in info.value.problems]
 
 
-@pytest.mark.xfail(strict=True, reason="on a non-terminal stderr (pipe, CI log) Rich wraps each problem at 80 "
-                   "columns, splitting 'file:LINE: key.path: expected ...; given ...' over several lines")
 def test_problems_one_per_line_when_piped(tmp_path: Path) -> None:
     path = _write(tmp_path, CASES["unknown_nested_key_lattency"])
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}

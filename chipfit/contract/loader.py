@@ -20,6 +20,7 @@ from chipfit.contract.schema import Contract
 from chipfit.errors import ContractError, Problem, TargetError
 from chipfit.field.catalog import CONDITIONS
 from chipfit.naming import did_you_mean, one_of
+from chipfit.paths import is_dir, is_file
 from chipfit.targets.knowledge import runtimes
 from chipfit.targets.registry import create_target, list_targets, validate_target_doc
 from chipfit.targets.target import Target
@@ -45,12 +46,12 @@ def load_contract(source: str | Path | Mapping[str, Any], *, base_dir: str | Pat
 
 def _read(source: str | Path | Mapping[str, Any], base_dir: str | Path | None) -> tuple[YamlDoc, Path]:
     if isinstance(source, Mapping):
-        return YamlDoc(data=dict(source)), Path(base_dir or ".")
+        return YamlDoc.from_mapping(dict(source)), Path(base_dir or ".")
     text_like = isinstance(source, str) and ("\n" in source or ":" in source) and not source.endswith((".yaml", ".yml"))
     if text_like:
         return load_yaml(str(source), file=None), Path(base_dir or ".")
     path = Path(source)
-    if not path.is_file():
+    if not is_file(path):
         return YamlDoc(data=None, file=str(path), problems=[Problem(
             "(document)", "an existing contract file", f"'{path}' (no such file)", None, str(path),
             "Check the path, or start from one of the contracts in examples/.")]), Path(".")
@@ -88,8 +89,8 @@ def _check_target(doc: YamlDoc, spec: Any, base: Path) -> tuple[Target | None, l
                       file=doc.file)
         tspec, probs = validate_target_doc(sub)
         if probs:
-            return None, [Problem("target." + p.path if p.path != "(document)" else "target", p.expected, p.given,
-                                  p.line, doc.file, p.hint) for p in probs]
+            return None, [Problem("target." + p.path if p.path and p.path != "(document)" else "target", p.expected,
+                                  p.given, p.line, doc.file, p.hint) for p in probs]
         from chipfit.targets.registry import spec_to_target
 
         return spec_to_target(tspec, origin="inline", file=doc.file), []  # type: ignore[arg-type]
@@ -100,9 +101,11 @@ def _check_target(doc: YamlDoc, spec: Any, base: Path) -> tuple[Target | None, l
     except TargetError as exc:
         out = []
         for p in exc.problems:
-            if p.file:  # a problem inside a target file: keep its own location, say where it was referenced
+            if p.file and p.line is not None:  # inside a target file: keep its location, say where it is used
                 out.append(Problem(f"target ({p.file}:{p.line}) {p.path}", p.expected, p.given,
                                    doc.line(("target",)), doc.file, p.hint))
+            elif p.file:
+                out.append(Problem("target", p.expected, p.given, doc.line(("target",)), doc.file, p.hint))
             else:
                 hint = p.hint or ""
                 if p.path == "target" and "Did you mean" not in hint:
@@ -148,12 +151,12 @@ def _check_task(doc: YamlDoc, task: Any, base: Path) -> list[Problem]:
     path = data.get("path")
     if isinstance(path, str) and source in ("arrays", "image-folder", "audio-folder"):
         p = Path(path) if Path(path).is_absolute() else base / path
-        if source == "arrays" and not p.is_file():
+        if source == "arrays" and not is_file(p):
             out.append(doc.problem(("task", "data", "path"), "an existing .npz or .csv file",
                                    f"'{path}' (not found at {p})", "Paths are relative to the contract's folder."))
         elif source == "arrays" and p.suffix.lower() not in (".npz", ".csv"):
             out.append(doc.problem(("task", "data", "path"), "a .npz or .csv file", f"'{p.name}'"))
-        elif source != "arrays" and not p.is_dir():
+        elif source != "arrays" and not is_dir(p):
             out.append(doc.problem(("task", "data", "path"), "an existing folder of class subfolders",
                                    f"'{path}' (not found at {p})", "Paths are relative to the contract's folder."))
     return out

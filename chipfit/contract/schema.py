@@ -123,7 +123,7 @@ class FieldConditionSpec(_Model):
         if (self.severity is None) == (self.range is None):
             raise ValueError("exactly one of 'severity' or 'range' ([low, high])")
         if self.range is not None and self.range[0] > self.range[1]:
-            raise ValueError(f"range as [low, high] with low <= high; given {self.range}")
+            raise ValueError("a range as [low, high] with low <= high")
         return self
 
 

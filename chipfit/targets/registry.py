@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from chipfit.errors import Problem, TargetError
 from chipfit.naming import did_you_mean
+from chipfit.paths import is_file
 from chipfit.targets.knowledge import core_types, runtimes
 from chipfit.targets.schema import TargetSpec
 from chipfit.targets.target import Accelerator, Target
@@ -108,7 +109,7 @@ def pin_runtime(target: Target, runtime: str) -> Target:
 def load_target_file(path: str | Path) -> Target:
     """Read a user's target file (see the README for the format)."""
     p = Path(path)
-    if not p.is_file():
+    if not is_file(p):
         raise TargetError([Problem("target", "an existing target file", f"'{p}' (no such file)",
                                    file=str(p),
                                    hint="Check the path (relative paths are from the contract's folder).")])
@@ -128,7 +129,7 @@ def target_from_yaml(text: str, *, file: str, origin: str) -> Target:
 
 
 def target_from_mapping(data: Mapping[str, Any], *, origin: str = "inline") -> Target:
-    return target_from_doc(YamlDoc(data=dict(data)), origin=origin)
+    return target_from_doc(YamlDoc.from_mapping(dict(data)), origin=origin)
 
 
 def validate_target_doc(doc: YamlDoc, prefix: tuple[str | int, ...] = ()) -> tuple[TargetSpec | None, list[Problem]]:

@@ -62,7 +62,7 @@ class AcceleratorSpec(_Base):
     @classmethod
     def _kind(cls, v: str) -> str:
         if v not in ACCELERATOR_KINDS:
-            raise ValueError(f"{one_of(ACCELERATOR_KINDS)}; given '{v}'.{did_you_mean(v, ACCELERATOR_KINDS)}")
+            raise ValueError(f"{one_of(ACCELERATOR_KINDS)}{_hint(v, ACCELERATOR_KINDS)}")
         return v
 
 
@@ -90,7 +90,7 @@ class TargetSpec(_Base):
     def _core(cls, v: str) -> str:
         known = core_types()
         if v not in known:
-            raise ValueError(f"a known core type, {one_of(known)}; given '{v}'.{did_you_mean(v, known)}")
+            raise ValueError(f"a known core type, {one_of(known)}{_hint(v, known)}")
         return v
 
     @field_validator("runtimes")
@@ -134,4 +134,10 @@ class TargetSpec(_Base):
 def _check_runtime(v: str) -> None:
     known = runtimes()
     if v not in known:
-        raise ValueError(f"a known runtime, {one_of(known)}; given '{v}'.{did_you_mean(v, known)}")
+        raise ValueError(f"a known runtime, {one_of(known)}{_hint(v, known)}")
+
+
+def _hint(given: str, known: Any) -> str:
+    """`` (did you mean 'x'?)`` or nothing, to append to an 'expected' text."""
+    dym = did_you_mean(given, known).strip()
+    return f" ({dym[0].lower()}{dym[1:]})" if dym else ""
