@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/chipfit check examples/digits.yaml
-	$(VENV)/bin/chipfit profile resnet8 --contract examples/digits.yaml
+	rm -rf runs/demo
+	$(VENV)/bin/chipfit run examples/digits.yaml --out runs/demo
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

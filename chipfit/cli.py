@@ -271,6 +271,108 @@ def check_cmd(
         raise typer.Exit(EXIT_INFEASIBLE)
 
 
+class _RichProgress:
+    """Search progress on stderr: one bar for candidates, one for the current candidate's epochs."""
+
+    def __init__(self, enabled: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), console=err, disable=not enabled,
+                                 transient=False)
+        self.trials = None
+        self.epochs = None
+
+    def __enter__(self) -> _RichProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def on_start(self, total: int, done: int) -> None:
+        self.trials = self.progress.add_task("candidates", total=total, completed=done)
+        self.epochs = self.progress.add_task("training", total=1, visible=False)
+
+    def on_candidate(self, number: int, config: dict[str, Any], predicted: dict[str, Any]) -> None:
+        self.progress.update(self.trials, description=f"candidate {number} ({config['family']}, "
+                                                      f"{predicted['latency_ms']:.3g} ms predicted)")
+
+    def on_training(self, epochs: int) -> None:
+        self.progress.reset(self.epochs, total=epochs, visible=True, description="  training epochs")
+
+    def on_epoch(self, epoch: int, accuracy: float) -> None:
+        self.progress.update(self.epochs, completed=epoch, description=f"  epoch {epoch}: val acc {accuracy:.3f}")
+
+    def on_record(self, record: Any) -> None:
+        self.progress.update(self.epochs, visible=False)
+        self.progress.advance(self.trials)
+
+
+@app.command("run")
+def run_cmd(
+    contract: Annotated[Path, typer.Argument(help="The contract YAML (or, with --resume, a run directory).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (default runs/<name>).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
+) -> None:
+    """Search, train and quantize models that hold the contract; exit 3 when none does."""
+    from chipfit.run import Run
+    from chipfit.search.callbacks import SearchCallbacks
+
+    with _errors():
+        if resume and contract.is_dir():
+            run = Run.load(contract)
+        else:
+            run = Run.create(contract, out=out, resume=resume)
+        progress = _RichProgress(enabled=not as_json)
+        callbacks = type("Callbacks", (SearchCallbacks,), {})()
+        for name in ("on_start", "on_candidate", "on_training", "on_epoch", "on_record"):
+            setattr(callbacks, name, getattr(progress, name))
+        try:
+            with progress:
+                run.search(callbacks=callbacks)
+        except KeyboardInterrupt:
+            err.print(f"interrupted: finished candidates are kept in {run.dir}; continue with "
+                      f"'chipfit run {run.dir} --resume'", highlight=False)
+            raise typer.Exit(130) from None
+        report = run.finalize()
+    if as_json:
+        _json(report)
+    else:
+        _print_run(report, run)
+    if report["verdict"] != "PASS":
+        raise typer.Exit(EXIT_INFEASIBLE)
+
+
+def _print_run(report: dict[str, Any], run: Any) -> None:
+    counts = report["counts"]
+    out.print(f"{run.contract.name} on {report['target']} ({report['runtime']}): "
+              + ", ".join(f"{v} {k.lower()}" for k, v in counts.items())
+              + f"; {report['train_seconds_total']:.1f} s training, {report['train_seconds_infeasible']:.0f} s "
+              f"on infeasible candidates; run directory {run.dir}", highlight=False)
+    if report.get("best"):
+        b = report["best"]
+        out.print(f"best: candidate {b['id']} {json.dumps(b['config'])}; int8 val acc {b['accuracy_int8']:.4f}, "
+                  f"test int8 acc {report['test_accuracy_int8']:.4f} (float {report['test_accuracy_float']:.4f})",
+                  highlight=False)
+        table = Table(title=f"verdict: {report['verdict']}", title_justify="left")
+        for col in ("budget", "limit", "achieved", "margin", "result", "source"):
+            table.add_column(col, justify="right" if col in ("limit", "achieved", "margin") else "left")
+        for row in report["budgets"]:
+            result = {True: "[green]PASS[/]", False: "[red]FAIL[/]", None: "[yellow]pending[/]"}[row["pass"]]
+            margin = "-" if row["margin"] is None else f"{row['margin']:+.1%}"
+            table.add_row(row["name"], _fmt(row["limit"], row["unit"]), _fmt(row["achieved"], row["unit"]), margin,
+                          result, row["source"])
+        out.print(table)
+    if report["verdict"] != "PASS":
+        out.print(f"[red]no model holds every budget[/]; binding: {', '.join(report.get('binding') or ['-'])}",
+                  highlight=False)
+        if report.get("closest"):
+            c = report["closest"]
+            out.print(f"closest candidate: {c['id']} {json.dumps(c['config'])} — {c['reason']}", highlight=False)
+
+
 def main() -> None:
     """Console entry point."""
     app()

@@ -21,20 +21,30 @@ class _Model(BaseModel):
 class BuiltinData(_Model):
     source: Literal["builtin"]
     name: Literal["digits"] = "digits"
+    val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.15
 
 
 class ArraysData(_Model):
+    """An ``.npz`` with x_train/y_train/x_test/y_test (or x/y), or a CSV of features with a label column."""
+
     source: Literal["arrays"]
     path: str
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.15
-    test_fraction: Annotated[float, Field(gt=0, lt=1)] | None = None
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    label_column: str = "label"
 
 
 class FolderData(_Model):
+    """Class subfolders under ``path``, or a CSV ``manifest`` (relative to ``path``) with path/label/split columns."""
+
     source: Literal["image-folder", "audio-folder"]
     path: str
     manifest: str | None = None
+    path_column: str = "path"
+    label_column: str = "label"
+    split_column: str = "split"
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.15
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     skip_corrupt: bool = False
 
 
@@ -128,12 +138,22 @@ class FieldConditionSpec(_Model):
 
 
 class SearchSettings(_Model):
+    """How the search runs. ``rung_epochs`` is the short first training (multi-fidelity): candidates whose
+    validation accuracy after it falls below the median of earlier candidates are pruned; the rest train
+    on to ``epochs`` (with early stopping)."""
+
     trials: Annotated[int, Field(ge=1, le=100_000)] = 30
     time_budget_s: Positive | None = None
     seed: Annotated[int, Field(ge=0)] = 0
     backend: Literal["local", "ray"] = "local"
     workers: Annotated[int, Field(ge=1, le=1024)] = 1
     address: str | None = None
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 30
+    rung_epochs: Annotated[int, Field(ge=1, le=10_000)] = 5
+    batch_size: Annotated[int, Field(ge=1, le=65_536)] = 64
+    lr: Annotated[float, Field(gt=0, le=10)] = 3e-3
+    threads: Annotated[int, Field(ge=1, le=512)] = 2
+    calibration_samples: Annotated[int, Field(ge=8, le=100_000)] = 256
 
 
 class Contract(_Model):

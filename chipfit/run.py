@@ -1,0 +1,243 @@
+"""``Run``: the one object a user holds for a job — created from a contract, or loaded from its directory.
+
+>>> import chipfit, tempfile
+>>> run = chipfit.create_run("examples/digits.yaml", out=tempfile.mkdtemp() + "/r")
+>>> run.dir.exists(), run.candidates
+(True, [])
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from chipfit.contract import Contract, load_contract
+from chipfit.cost.model import CostModel
+from chipfit.errors import ChipfitError, UsageError
+from chipfit.logging import get_logger
+from chipfit.search.callbacks import SearchCallbacks
+from chipfit.search.feasibility import BudgetCheck, check_budgets
+from chipfit.space import ArchConfig, create_space
+from chipfit.store import STATES, CandidateRecord, CandidateStore
+
+log = get_logger(__name__)
+
+
+class RunExistsError(UsageError):
+    """The run directory already holds a run."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    best: CandidateRecord | None
+    meets_accuracy: bool
+    binding: list[str]
+    closest: CandidateRecord | None
+
+
+def _resolved_contract_dict(contract: Contract) -> dict[str, Any]:
+    data = contract.model_dump(mode="json", exclude={"base_dir"})
+    base = Path(contract.base_dir)
+    d = data["task"]["data"]
+    if d.get("path") and not Path(d["path"]).is_absolute():
+        d["path"] = str((base / d["path"]).resolve())
+    t = data["target"]
+    if isinstance(t, str) and (t.endswith((".yaml", ".yml")) or "/" in t) and not Path(t).is_absolute():
+        data["target"] = str((base / t).resolve())
+    return data
+
+
+class Run:
+    """A chipfit job and its directory (contract.yaml, study.log, candidates.jsonl, best/, report.json)."""
+
+    def __init__(self, contract: Contract, directory: Path) -> None:
+        self.contract = contract
+        self.dir = Path(directory)
+        self.store = CandidateStore(self.dir / "candidates.jsonl")
+        self._target = None
+
+    # -- construction -------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, contract: Contract | str | Path, *, out: str | Path | None = None, resume: bool = False) -> Run:
+        c = contract if isinstance(contract, Contract) else load_contract(contract)
+        directory = Path(out) if out else Path("runs") / c.name
+        if (directory / "contract.yaml").exists():
+            if not resume:
+                raise RunExistsError(f"'{directory}' already holds a run. Resume it with --resume "
+                                     "(chipfit run CONTRACT --resume), or choose another --out.")
+            return cls.load(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "contract.yaml").write_text(yaml.safe_dump(_resolved_contract_dict(c), sort_keys=False))
+        return cls(load_contract(directory / "contract.yaml"), directory)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Run:
+        d = Path(directory)
+        if not (d / "contract.yaml").exists():
+            raise UsageError(f"'{d}' is not a chipfit run directory (no contract.yaml).")
+        return cls(load_contract(d / "contract.yaml"), d)
+
+    # -- state --------------------------------------------------------------------------------------------
+    @property
+    def target(self):  # noqa: ANN201
+        if self._target is None:
+            self._target = self.contract.get_target()
+        return self._target
+
+    @property
+    def candidates(self) -> list[CandidateRecord]:
+        return self.store.load()
+
+    def counts(self) -> dict[str, int]:
+        cands = self.candidates
+        return {s: sum(1 for r in cands if r.state == s) for s in STATES}
+
+    @property
+    def pareto(self) -> list[CandidateRecord]:
+        """Completed candidates not dominated on (int8 accuracy up, predicted latency down)."""
+        done = [r for r in self.candidates if r.state == "COMPLETE" and r.accuracy_int8 is not None]
+        front = []
+        for r in done:
+            lat, acc = r.predicted["latency_ms"], r.accuracy_int8
+            if not any(o.accuracy_int8 >= acc and o.predicted["latency_ms"] <= lat and
+                       (o.accuracy_int8 > acc or o.predicted["latency_ms"] < lat) for o in done):
+                front.append(r)
+        return sorted(front, key=lambda r: r.predicted["latency_ms"])
+
+    def select(self) -> Selection:
+        """Best = highest int8 validation accuracy that holds every budget; ties go to larger margins."""
+        cands = self.candidates
+        done = [r for r in cands if r.state == "COMPLETE" and r.accuracy_int8 is not None and r.feasible]
+        acc_budget = self.contract.budgets.accuracy
+        meeting = [r for r in done if acc_budget is None or r.accuracy_int8 >= acc_budget]
+        pool = meeting or done
+        if pool:
+            best = max(pool, key=lambda r: (round(r.accuracy_int8, 6), sum(r.margins.values())))
+            binding = [] if meeting else ["accuracy"]
+            return Selection(best, bool(meeting), binding, None if meeting else best)
+        scored = [r for r in cands if r.constraints]
+        if not scored:
+            return Selection(None, False, [], None)
+        closest = min(scored, key=lambda r: sum(max(v, 0.0) for v in r.constraints.values()))
+        return Selection(None, False, sorted(k for k, v in closest.constraints.items() if v > 0), closest)
+
+    @property
+    def best(self) -> CandidateRecord | None:
+        return self.select().best
+
+    # -- the job ------------------------------------------------------------------------------------------
+    def search(self, *, callbacks: SearchCallbacks | None = None) -> Run:
+        """Run (or resume) the search until ``search.trials`` candidates are recorded or time runs out."""
+        from chipfit.data.sources import load_dataset
+        from chipfit.search.loop import SearchLoop
+
+        t0 = time.monotonic()
+        data = load_dataset(self.contract)
+        SearchLoop(self.contract, data, self.target, self.dir, callbacks=callbacks).run()
+        self._add_wall(time.monotonic() - t0)
+        return self
+
+    def _add_wall(self, seconds: float) -> None:
+        state = self.dir / "run.json"
+        prev = json.loads(state.read_text()).get("wall_seconds", 0.0) if state.exists() else 0.0
+        state.write_text(json.dumps({"wall_seconds": prev + seconds}))
+
+    def wall_seconds(self) -> float:
+        state = self.dir / "run.json"
+        return json.loads(state.read_text()).get("wall_seconds", 0.0) if state.exists() else 0.0
+
+    def finalize(self) -> dict[str, Any]:
+        """Measure the best candidate's int8 model on the test split, copy it to ``best/`` and write
+        ``report.json``. Returns the report."""
+        from chipfit.data.sources import load_dataset
+        from chipfit.quantize.int8 import onnx_accuracy
+
+        t0 = time.monotonic()
+        sel = self.select()
+        report: dict[str, Any] = {"contract": self.contract.name, "target": self.target.name,
+                                  "runtime": self.target.runtime, "counts": self.counts()}
+        cands = self.candidates
+        report["train_seconds_total"] = sum(r.train_seconds for r in cands)
+        report["train_seconds_infeasible"] = sum(r.train_seconds for r in cands if r.state == "INFEASIBLE")
+        report["pareto"] = [{"id": r.id, "accuracy_int8": r.accuracy_int8, "latency_ms": r.predicted["latency_ms"],
+                             "config": r.config} for r in self.pareto]
+        if sel.best is None:
+            report.update(verdict="FAIL", best=None, budgets=[], test_accuracy_int8=None, binding=sel.binding,
+                          closest=_closest(sel.closest), reason="no candidate was trained: every sampled "
+                          "candidate violates a budget" if cands else "no candidate was recorded")
+        else:
+            best = sel.best
+            data = load_dataset(self.contract)
+            from chipfit.data.preprocess import Preprocessor
+
+            pre = Preprocessor.from_dict(json.loads((self.dir / best.artifacts["preprocess"]).read_text()))
+            x_test = pre(data.x_test)
+            test_q = onnx_accuracy(self.dir / best.artifacts["int8"], x_test, data.y_test)
+            test_f = onnx_accuracy(self.dir / best.artifacts["onnx"], x_test, data.y_test)
+            best_dir = self.dir / "best"
+            best_dir.mkdir(exist_ok=True)
+            for key, name in (("onnx", "model.onnx"), ("int8", "model.int8.onnx"), ("torch", "model.pt"),
+                              ("preprocess", "preprocess.json")):
+                shutil.copyfile(self.dir / best.artifacts[key], best_dir / name)
+            checks = self._budget_checks(best, test_q)
+            judged = [b.passed for b in checks if b.passed is not None]
+            verdict = "PASS" if judged and all(judged) else "FAIL"
+            report.update(
+                verdict=verdict,
+                budgets=[_budget_row(b) for b in checks],
+                best={"id": best.id, "config": best.config, "accuracy_int8": best.accuracy_int8,
+                      "accuracy_float": best.accuracy_float, "predicted": best.predicted,
+                      "artifacts": {"onnx": "best/model.onnx", "int8": "best/model.int8.onnx",
+                                    "preprocess": "best/preprocess.json"}},
+                test_accuracy_int8=test_q, test_accuracy_float=test_f,
+                accuracy_source="measured: int8 ONNX model with ONNX Runtime (CPU) on the test split",
+                dataset=data.summary(),
+                binding=sorted(b.name for b in checks if b.passed is False),
+                closest=None if verdict == "PASS" else _closest(best),
+            )
+        report["wall_seconds"] = self.wall_seconds() + (time.monotonic() - t0)
+        (self.dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
+        return report
+
+    def _budget_checks(self, best: CandidateRecord, test_acc: float) -> list[BudgetCheck]:
+        space = create_space(self.contract.input_spec(), self.contract.num_classes)
+        cand = space.candidate(ArchConfig.from_dict(best.config))
+        cost = CostModel().estimate(cand.graph, self.target, dtype=self.contract.dtype,
+                                    frontend_ops=cand.frontend_ops, frontend_ram_bytes=cand.frontend_ram_bytes)
+        return check_budgets(cost, self.contract, target=self.target, accuracy=test_acc)
+
+
+def _budget_row(b: BudgetCheck) -> dict[str, Any]:
+    d = b.to_dict()
+    if b.name in ("accuracy", "field_accuracy") and b.source == "measured":
+        d["source"] = "measured (int8, ONNX Runtime, test split)"
+    elif b.source == "predicted":
+        d["source"] = "predicted (analytical cost model)"
+    return d
+
+
+def _closest(rec: CandidateRecord | None) -> dict[str, Any] | None:
+    if rec is None:
+        return None
+    return {"id": rec.id, "config": rec.config, "state": rec.state, "reason": rec.reason,
+            "accuracy_int8": rec.accuracy_int8,
+            "violations": {k: v for k, v in rec.constraints.items() if v > 0}}
+
+
+def create_run(contract: Contract | str | Path, *, out: str | Path | None = None, resume: bool = False) -> Run:
+    """Create a run directory for ``contract`` (or open it with ``resume=True``)."""
+    return Run.create(contract, out=out, resume=resume)
+
+
+def load_run(directory: str | Path) -> Run:
+    """Open an existing run directory."""
+    return Run.load(directory)
+
+
+__all__ = ["ChipfitError", "Run", "create_run", "load_run"]

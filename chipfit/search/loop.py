@@ -1,0 +1,206 @@
+"""The constraint-first search loop.
+
+Per trial: sample a config (Optuna, multi-objective: int8 accuracy up, predicted latency down) -> cost it
+-> if any budget is violated, record ``INFEASIBLE`` with the violations and never train it -> otherwise
+train briefly (rung 1); prune it when it falls below the median of earlier candidates at that rung;
+train the promising on to the full epochs -> export ONNX, quantize to int8, measure int8 validation
+accuracy with ONNX Runtime -> ``COMPLETE``. Budgets are set as Optuna constraints (``<= 0`` holds).
+Duplicate configs are answered from the record, never retrained. Storage is a journal file in the run
+directory, so a killed run resumes without losing or retraining a finished candidate.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from chipfit.contract.schema import Contract
+from chipfit.cost.model import Cost, CostModel
+from chipfit.data.dataset import Dataset
+from chipfit.data.preprocess import Preprocessor
+from chipfit.logging import get_logger
+from chipfit.search.callbacks import SearchCallbacks
+from chipfit.search.feasibility import BudgetCheck, check_budgets, constraints
+from chipfit.space import ArchConfig, SearchSpace, create_space
+from chipfit.store import CandidateRecord, CandidateStore
+from chipfit.targets.target import Target
+
+log = get_logger(__name__)
+STUDY_NAME = "chipfit"
+MIN_RUNG_PEERS = 3  # pruning starts once this many candidates have a rung-1 accuracy
+
+
+def predicted_summary(cost: Cost) -> dict[str, Any]:
+    return {"latency_ms": cost.latency_ms, "energy_mj": cost.energy_mj, "ram_bytes": cost.ram_bytes,
+            "flash_bytes": cost.flash_bytes, "macs": cost.macs, "params": cost.params,
+            "arena_bytes": cost.arena_bytes, "runtime": cost.runtime, "basis": cost.basis}
+
+
+def violations(checks: list[BudgetCheck]) -> str:
+    bad = [c for c in checks if c.passed is False]
+    return "; ".join(f"{c.name} {c.achieved:.4g} {c.unit} > limit {c.limit:.4g} {c.unit} (margin {c.margin:+.0%})"
+                     if c.name != "battery_days" else
+                     f"battery_days {c.achieved:.4g} < {c.limit:.4g} (margin {c.margin:+.0%})" for c in bad)
+
+
+@dataclass
+class _Prepared:
+    pre: Preprocessor
+    x_train: np.ndarray
+    x_val: np.ndarray
+
+
+def open_study(run_dir: Path, seed: int, trials: int) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = JournalStorage(JournalFileBackend(str(run_dir / "study.log")))
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(4, min(10, trials // 3)))
+    return optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler, load_if_exists=True,
+                               directions=["maximize", "minimize"])
+
+
+class SearchLoop:
+    def __init__(self, contract: Contract, dataset: Dataset, target: Target, run_dir: Path, *,
+                 callbacks: SearchCallbacks | None = None, cost_model: CostModel | None = None) -> None:
+        self.c = contract
+        self.s = contract.search
+        self.data = dataset
+        self.target = target
+        self.run_dir = run_dir
+        self.cb = callbacks or SearchCallbacks()
+        self.cm = cost_model or CostModel()
+        self.space: SearchSpace = create_space(contract.input_spec(), dataset.num_classes)
+        self.store = CandidateStore(run_dir / "candidates.jsonl")
+        self._prepared: dict[str, _Prepared] = {}
+
+    # -- preprocessing, cached per input recipe ---------------------------------------------------------
+    def prepared(self, config: ArchConfig) -> _Prepared:
+        shape = self.space.model_input_shape(config)
+        fe = self.space.frontend(config)
+        key = f"{shape}|{fe}"
+        if key not in self._prepared:
+            pre = Preprocessor.fit(self.data.x_train, self.data.modality, shape,
+                                   sample_rate_hz=self.data.sample_rate_hz, frontend=fe)
+            self._prepared[key] = _Prepared(pre, pre(self.data.x_train), pre(self.data.x_val))
+        return self._prepared[key]
+
+    # -- the loop -----------------------------------------------------------------------------------------
+    def run(self) -> list[CandidateRecord]:
+        study = open_study(self.run_dir, self.s.seed, self.s.trials)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+            study.tell(t.number, state=TrialState.FAIL)  # left RUNNING by a killed run: its work is lost
+            log.info("trial %d was interrupted; marked failed", t.number)
+        records = {r.key: r for r in self.store.load()}
+        self.cb.on_start(self.s.trials, len(records))
+        start = time.monotonic()
+        deadline = start + self.s.time_budget_s if self.s.time_budget_s else None
+        attempts = 0
+        while len(records) < self.s.trials and attempts < 5 * self.s.trials:
+            if deadline is not None and time.monotonic() >= deadline:
+                log.info("time budget of %.0f s used; stopping after %d candidates", self.s.time_budget_s,
+                         len(records))
+                break
+            attempts += 1
+            trial = study.ask()
+            config = self.space.sample(trial)
+            trial.set_user_attr("key", config.key)
+            if config.key in records:  # duplicate: answer from the record, never retrain
+                self._tell_from(study, trial, records[config.key])
+                continue
+            record = self._evaluate(trial, config, deadline)
+            self.store.append(record)
+            records[record.key] = record
+            self._tell_from(study, trial, record)
+            self.cb.on_record(record)
+        return list(records.values())
+
+    def _tell_from(self, study: optuna.Study, trial: optuna.Trial, rec: CandidateRecord) -> None:
+        for name, value in rec.constraints.items():
+            trial.set_constraint(name, value)
+        if rec.state == "COMPLETE":
+            study.tell(trial, [rec.accuracy_int8 or 0.0, rec.predicted.get("latency_ms", 0.0)])
+        elif rec.state == "INFEASIBLE":
+            study.tell(trial, [0.0, rec.predicted.get("latency_ms", 0.0)])
+        elif rec.state == "PRUNED":
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, state=TrialState.FAIL)
+
+    def _evaluate(self, trial: optuna.Trial, config: ArchConfig, deadline: float | None) -> CandidateRecord:
+        t0 = time.monotonic()
+        base = {"id": trial.number, "key": config.key, "config": config.to_dict()}
+        try:
+            cand = self.space.candidate(config)
+            cost = self.cm.estimate(cand.graph, self.target, dtype=self.c.dtype, frontend_ops=cand.frontend_ops,
+                                    frontend_ram_bytes=cand.frontend_ram_bytes)
+        except Exception as exc:  # a candidate that cannot be built is recorded, not fatal
+            log.warning("candidate %d could not be built: %s", trial.number, exc)
+            return CandidateRecord(**base, state="FAILED", reason=f"build: {type(exc).__name__}: {exc}",
+                                   predicted={}, constraints={}, margins={}, wall_seconds=time.monotonic() - t0)
+        checks = check_budgets(cost, self.c, target=self.target)
+        cons = constraints(checks)
+        margins = {c.name: float(c.margin) for c in checks if c.margin is not None}
+        pred = predicted_summary(cost)
+        self.cb.on_candidate(trial.number, config.to_dict(), pred)
+        base.update(predicted=pred, constraints=cons, margins=margins)
+        if any(v > 0 for v in cons.values()):
+            return CandidateRecord(**base, state="INFEASIBLE", reason=violations(checks),
+                                   wall_seconds=time.monotonic() - t0)
+        try:
+            return self._train(base, config, deadline, t0)
+        except Exception as exc:
+            log.warning("candidate %d failed: %s", trial.number, exc)
+            return CandidateRecord(**base, state="FAILED", reason=f"{type(exc).__name__}: {exc}",
+                                   wall_seconds=time.monotonic() - t0)
+
+    def _rung_peers(self) -> list[float]:
+        return [r.rung_accuracy for r in self.store.load() if r.rung_accuracy is not None]
+
+    def _train(self, base: dict[str, Any], config: ArchConfig, deadline: float | None, t0: float) -> CandidateRecord:
+        import torch
+
+        from chipfit.quantize.int8 import export_onnx, onnx_accuracy, quantize_int8
+        from chipfit.train.trainer import Trainer, TrainSettings
+
+        prep = self.prepared(config)
+        torch.manual_seed(self.s.seed * 100_003 + base["id"])
+        model = self.space.build(config)
+        trainer = Trainer(model, prep.x_train, self.data.y_train, prep.x_val, self.data.y_val,
+                          TrainSettings(batch_size=self.s.batch_size, lr=self.s.lr, threads=self.s.threads,
+                                        seed=self.s.seed + base["id"]))
+        rung = min(self.s.rung_epochs, self.s.epochs)
+        self.cb.on_training(self.s.epochs)
+        first = trainer.fit(rung, deadline=deadline, on_epoch=self.cb.on_epoch)
+        peers = self._rung_peers()
+        if len(peers) >= MIN_RUNG_PEERS and first.val_accuracy < float(np.median(peers)) and rung < self.s.epochs:
+            return CandidateRecord(**base, state="PRUNED", train_seconds=first.seconds, epochs=first.epochs,
+                                   rung_accuracy=first.val_accuracy, accuracy_float=first.val_accuracy,
+                                   reason=f"rung-1 validation accuracy {first.val_accuracy:.3f} after {first.epochs} "
+                                          f"epochs is below the median {np.median(peers):.3f} of {len(peers)} "
+                                          "earlier candidates", wall_seconds=time.monotonic() - t0)
+        full = trainer.fit(self.s.epochs, deadline=deadline, on_epoch=self.cb.on_epoch)
+        out = self.run_dir / "candidates" / f"{base['id']:04d}"
+        out.mkdir(parents=True, exist_ok=True)
+        shape = self.space.model_input_shape(config)
+        fp32 = export_onnx(model, shape, out / "model.onnx")
+        rng = np.random.default_rng(self.s.seed)
+        calib = prep.x_train[rng.permutation(len(prep.x_train))[: self.s.calibration_samples]]
+        int8 = quantize_int8(fp32, out / "model.int8.onnx", calib)
+        torch.save(model.state_dict(), out / "model.pt")
+        (out / "preprocess.json").write_text(__import__("json").dumps(prep.pre.to_dict()))
+        acc_f = onnx_accuracy(fp32, prep.x_val, self.data.y_val, threads=self.s.threads)
+        acc_q = onnx_accuracy(int8, prep.x_val, self.data.y_val, threads=self.s.threads)
+        rel = {k: str(p.relative_to(self.run_dir)) for k, p in (("onnx", fp32), ("int8", int8),
+                                                                ("torch", out / "model.pt"),
+                                                                ("preprocess", out / "preprocess.json"))}
+        return CandidateRecord(**base, state="COMPLETE", reason=f"trained {full.epochs} epochs ({full.stopped})",
+                               train_seconds=full.seconds, epochs=full.epochs, rung_accuracy=first.val_accuracy,
+                               accuracy_float=acc_f, accuracy_int8=acc_q, artifacts=rel,
+                               wall_seconds=time.monotonic() - t0)
