@@ -321,10 +321,7 @@ def run_cmd(
     from chipfit.search.callbacks import SearchCallbacks
 
     with _errors():
-        if resume and contract.is_dir():
-            run = Run.load(contract)
-        else:
-            run = Run.create(contract, out=out, resume=resume)
+        run = Run.load(contract) if resume and contract.is_dir() else Run.create(contract, out=out, resume=resume)
         progress = _RichProgress(enabled=not as_json)
         callbacks = type("Callbacks", (SearchCallbacks,), {})()
         for name in ("on_start", "on_candidate", "on_training", "on_epoch", "on_record"):

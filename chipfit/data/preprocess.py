@@ -50,7 +50,7 @@ def mfcc(x: np.ndarray, sample_rate: float, fe: MfccFrontEnd) -> np.ndarray:
     if x.ndim == 1:
         x = x[None]
     frame = fe.frame_len(sample_rate)
-    hop = max(1, int(round(sample_rate * fe.hop_ms / 1000)))
+    hop = max(1, round(sample_rate * fe.hop_ms / 1000))
     frames = fe.frames(sample_rate, x.shape[1] / sample_rate)
     n_fft = fe.n_fft(sample_rate)
     need = (frames - 1) * hop + frame
@@ -67,7 +67,7 @@ def mfcc(x: np.ndarray, sample_rate: float, fe: MfccFrontEnd) -> np.ndarray:
 
 def resize_bilinear(x: np.ndarray, h: int, w: int) -> np.ndarray:
     """Bilinear resize of images ``[N, H, W, C]`` (align-corners=False), numpy only."""
-    n, ih, iw, c = x.shape
+    _n, ih, iw, _c = x.shape
     if (ih, iw) == (h, w):
         return x
 

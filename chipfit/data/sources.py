@@ -71,7 +71,7 @@ def _shape_to(x: np.ndarray, inp: InputSpec, where: str) -> np.ndarray:
             x = x[..., None]
         if x.ndim != 4:
             raise DataError(f"{where}: image arrays must be [N, H, W] or [N, H, W, C]; given shape {x.shape}.")
-        if inp.shape and list(x.shape[1:]) != list((list(inp.shape) + [1])[:3]):
+        if inp.shape and list(x.shape[1:]) != list(([*list(inp.shape), 1])[:3]):
             raise DataError(f"{where}: samples have shape {list(x.shape[1:])} but task.input.shape is {inp.shape}.")
         if x.dtype == np.uint8 or x.max(initial=0) > 1.5:
             x = x.astype(np.float32) / 255.0
@@ -81,7 +81,7 @@ def _shape_to(x: np.ndarray, inp: InputSpec, where: str) -> np.ndarray:
             x = x[..., None]
         if x.ndim != 3:
             raise DataError(f"{where}: series arrays must be [N, T] or [N, T, C]; given shape {x.shape}.")
-        if inp.shape and list(x.shape[1:]) != list((list(inp.shape) + [1])[:2]):
+        if inp.shape and list(x.shape[1:]) != list(([*list(inp.shape), 1])[:2]):
             raise DataError(f"{where}: windows have shape {list(x.shape[1:])} but task.input.shape is {inp.shape}.")
         return x.astype(np.float32)
     if x.ndim != 2:
@@ -219,7 +219,7 @@ def _audio_folder(spec: FolderData, inp: InputSpec, base: Path, seed: int, class
     from scipy.signal import resample_poly
 
     sr = int(inp.sample_rate_hz or 16000)
-    n = int(round(sr * (inp.duration_s or 1.0)))
+    n = round(sr * (inp.duration_s or 1.0))
 
     def read(f: Path) -> np.ndarray:
         rate, raw = wavfile.read(f)
@@ -249,7 +249,7 @@ def _audio_folder(spec: FolderData, inp: InputSpec, base: Path, seed: int, class
 def _image_folder(spec: FolderData, inp: InputSpec, base: Path, seed: int, classes: int | None) -> Dataset:
     from PIL import Image
 
-    h, w, c = (list(inp.shape or [32, 32, 3]) + [3])[:3]
+    h, w, c = ([*list(inp.shape or [32, 32, 3]), 3])[:3]
 
     def read(f: Path) -> np.ndarray:
         with Image.open(f) as im:
