@@ -11,7 +11,6 @@ from chipfit import load_contract
 from chipfit.data.sources import load_dataset
 from chipfit.errors import DataError
 
-
 IMG8 = {"modality": "image", "shape": [8, 8, 1]}
 IMG8X3 = {"modality": "image", "shape": [8, 8, 3]}
 

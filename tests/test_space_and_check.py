@@ -74,10 +74,3 @@ def test_cli_check_exit_codes(tmp_path):
     p.write_text("name: tight\ntask: {data: {source: builtin}}\ntarget: nrf52840\nbudgets: {latency_ms: 0.0001}\n")
     bad = CliRunner().invoke(app, ["check", str(p), "--samples", "4"])
     assert bad.exit_code == 3 and "INFEASIBLE" in bad.output and "latency_ms" in bad.output
-
-
-def test_examples_validate(shared_data):
-    from pathlib import Path
-
-    for path in sorted(Path("examples").glob("*.yaml")):
-        load_contract(path)
