@@ -6,6 +6,13 @@ The search costs every sampled candidate before training, thousands of times per
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# run as `python bench/<name>.py`: put the repository root first on sys.path, not bench/ (whose profile.py
+# would shadow the standard library's profile module)
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import argparse
 import logging
 import statistics
@@ -17,15 +24,11 @@ from pathlib import Path
 import optuna
 import torch
 
+from bench._report import table, write_section
 from chipfit import create_target
 from chipfit.contract.schema import InputSpec
 from chipfit.cost import CostModel
 from chipfit.graph import from_onnx, from_tflite, from_torch
-
-try:
-    from bench._report import table, write_section
-except ImportError:  # run as a script
-    from _report import table, write_section
 
 SPECS = {
     "image 32x32x3": InputSpec(modality="image", shape=[32, 32, 3]),

@@ -143,6 +143,24 @@ class Run:
         self._add_wall(time.monotonic() - t0)
         return self
 
+    def evaluate_reference(self, name: str) -> dict[str, Any]:
+        """Train a named reference architecture (e.g. ``"resnet8"``) through the same pipeline, data and
+        target, whatever its cost, and measure its int8 model on the test split (for comparison)."""
+        from chipfit.data.preprocess import Preprocessor
+        from chipfit.data.sources import load_dataset
+        from chipfit.quantize.int8 import onnx_accuracy
+        from chipfit.search.loop import SearchLoop
+        from chipfit.space import reference_config
+
+        data = load_dataset(self.contract)
+        loop = SearchLoop(self.contract, data, self.target, self.dir)
+        rec = loop.evaluate(reference_config(name), 0, train_infeasible=True, subdir=f"references/{name}")
+        out: dict[str, Any] = {"name": name, "record": rec.to_dict()}
+        if rec.state == "COMPLETE":
+            pre = Preprocessor.from_dict(json.loads((self.dir / rec.artifacts["preprocess"]).read_text()))
+            out["test_accuracy_int8"] = onnx_accuracy(self.dir / rec.artifacts["int8"], pre(data.x_test), data.y_test)
+        return out
+
     def _add_wall(self, seconds: float) -> None:
         state = self.dir / "run.json"
         prev = json.loads(state.read_text()).get("wall_seconds", 0.0) if state.exists() else 0.0

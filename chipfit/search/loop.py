@@ -114,7 +114,7 @@ class SearchLoop:
             if config.key in records:  # duplicate: answer from the record, never retrain
                 self._tell_from(study, trial, records[config.key])
                 continue
-            record = self._evaluate(trial, config, deadline)
+            record = self.evaluate(config, trial.number, deadline=deadline)
             self.store.append(record)
             records[record.key] = record
             self._tell_from(study, trial, record)
@@ -133,37 +133,41 @@ class SearchLoop:
         else:
             study.tell(trial, state=TrialState.FAIL)
 
-    def _evaluate(self, trial: optuna.Trial, config: ArchConfig, deadline: float | None) -> CandidateRecord:
+    def evaluate(self, config: ArchConfig, number: int, *, deadline: float | None = None,
+                 train_infeasible: bool = False, subdir: str = "candidates") -> CandidateRecord:
+        """Cost ``config``; train, quantize and measure it when it holds the budgets (or when
+        ``train_infeasible``, used to train reference architectures for comparison)."""
         t0 = time.monotonic()
-        base = {"id": trial.number, "key": config.key, "config": config.to_dict()}
+        base = {"id": number, "key": config.key, "config": config.to_dict()}
         try:
             cand = self.space.candidate(config)
             cost = self.cm.estimate(cand.graph, self.target, dtype=self.c.dtype, frontend_ops=cand.frontend_ops,
                                     frontend_ram_bytes=cand.frontend_ram_bytes)
         except Exception as exc:  # a candidate that cannot be built is recorded, not fatal
-            log.warning("candidate %d could not be built: %s", trial.number, exc)
+            log.warning("candidate %d could not be built: %s", number, exc)
             return CandidateRecord(**base, state="FAILED", reason=f"build: {type(exc).__name__}: {exc}",
                                    predicted={}, constraints={}, margins={}, wall_seconds=time.monotonic() - t0)
         checks = check_budgets(cost, self.c, target=self.target)
         cons = constraints(checks)
         margins = {c.name: float(c.margin) for c in checks if c.margin is not None}
         pred = predicted_summary(cost)
-        self.cb.on_candidate(trial.number, config.to_dict(), pred)
+        self.cb.on_candidate(number, config.to_dict(), pred)
         base.update(predicted=pred, constraints=cons, margins=margins)
-        if any(v > 0 for v in cons.values()):
+        if any(v > 0 for v in cons.values()) and not train_infeasible:
             return CandidateRecord(**base, state="INFEASIBLE", reason=violations(checks),
                                    wall_seconds=time.monotonic() - t0)
         try:
-            return self._train(base, config, deadline, t0)
+            return self._train(base, config, deadline, t0, subdir=subdir, prune=not train_infeasible)
         except Exception as exc:
-            log.warning("candidate %d failed: %s", trial.number, exc)
+            log.warning("candidate %d failed: %s", number, exc)
             return CandidateRecord(**base, state="FAILED", reason=f"{type(exc).__name__}: {exc}",
                                    wall_seconds=time.monotonic() - t0)
 
     def _rung_peers(self) -> list[float]:
         return [r.rung_accuracy for r in self.store.load() if r.rung_accuracy is not None]
 
-    def _train(self, base: dict[str, Any], config: ArchConfig, deadline: float | None, t0: float) -> CandidateRecord:
+    def _train(self, base: dict[str, Any], config: ArchConfig, deadline: float | None, t0: float, *,
+               subdir: str = "candidates", prune: bool = True) -> CandidateRecord:
         import torch
 
         from chipfit.quantize.int8 import export_onnx, onnx_accuracy, quantize_int8
@@ -178,7 +182,7 @@ class SearchLoop:
         rung = min(self.s.rung_epochs, self.s.epochs)
         self.cb.on_training(self.s.epochs)
         first = trainer.fit(rung, deadline=deadline, on_epoch=self.cb.on_epoch)
-        peers = self._rung_peers()
+        peers = self._rung_peers() if prune else []
         if len(peers) >= MIN_RUNG_PEERS and first.val_accuracy < float(np.median(peers)) and rung < self.s.epochs:
             return CandidateRecord(**base, state="PRUNED", train_seconds=first.seconds, epochs=first.epochs,
                                    rung_accuracy=first.val_accuracy, accuracy_float=first.val_accuracy,
@@ -186,7 +190,7 @@ class SearchLoop:
                                           f"epochs is below the median {np.median(peers):.3f} of {len(peers)} "
                                           "earlier candidates", wall_seconds=time.monotonic() - t0)
         full = trainer.fit(self.s.epochs, deadline=deadline, on_epoch=self.cb.on_epoch)
-        out = self.run_dir / "candidates" / f"{base['id']:04d}"
+        out = self.run_dir / subdir / f"{base['id']:04d}"
         out.mkdir(parents=True, exist_ok=True)
         shape = self.space.model_input_shape(config)
         fp32 = export_onnx(model, shape, out / "model.onnx")
