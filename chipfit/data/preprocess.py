@@ -5,7 +5,7 @@ input settings: image resolution, or the audio front-end (MFCC / log-mel), or no
 ``to_dict()`` is the exact recipe that ships in the manifest.
 
 >>> import numpy as np
->>> from chipfit.space.frontend import MfccFrontEnd
+>>> from chipfit.space.frontend import MfccFrontEnd, SpectralFrontEnd
 >>> x = np.random.default_rng(0).normal(size=(4, 16000)).astype("float32") * 0.1
 >>> mfcc(x, 16000, MfccFrontEnd(40, 20, 40, 10)).shape
 (4, 49, 10)
@@ -14,13 +14,14 @@ input settings: image resolution, or the audio front-end (MFCC / log-mel), or no
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy.fft import dct
 
-from chipfit.space.frontend import MfccFrontEnd
+from chipfit.space.frontend import MfccFrontEnd, SpectralFrontEnd
 
 
 @functools.lru_cache(maxsize=32)
@@ -65,6 +66,17 @@ def mfcc(x: np.ndarray, sample_rate: float, fe: MfccFrontEnd) -> np.ndarray:
     return logmel.astype(np.float32)
 
 
+def spectral(x: np.ndarray, fe: SpectralFrontEnd) -> np.ndarray:
+    """Band-averaged log power spectrum of windows ``[N, T, C]`` -> ``[N, bands, C]``."""
+    x = np.asarray(x, np.float32)
+    n = 1 << int(np.ceil(np.log2(max(x.shape[1], 2))))
+    power = np.abs(np.fft.rfft(x - x.mean(axis=1, keepdims=True), n=n, axis=1)) ** 2
+    bands = min(fe.bands, power.shape[1])
+    edges = np.linspace(0, power.shape[1], bands + 1).astype(int)
+    out = np.stack([power[:, a:max(b, a + 1)].mean(axis=1) for a, b in itertools.pairwise(edges)], 1)
+    return np.log(out + 1e-6).astype(np.float32)
+
+
 def resize_bilinear(x: np.ndarray, h: int, w: int) -> np.ndarray:
     """Bilinear resize of images ``[N, H, W, C]`` (align-corners=False), numpy only."""
     _n, ih, iw, _c = x.shape
@@ -90,13 +102,14 @@ class Preprocessor:
     modality: str
     input_shape: tuple[int, ...]  # network input, batch 1 first
     sample_rate_hz: float | None = None
-    frontend: MfccFrontEnd | None = None
+    frontend: MfccFrontEnd | SpectralFrontEnd | None = None
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
 
     @classmethod
     def fit(cls, x_train: np.ndarray, modality: str, input_shape: tuple[int, ...], *,
-            sample_rate_hz: float | None = None, frontend: MfccFrontEnd | None = None) -> Preprocessor:
+            sample_rate_hz: float | None = None, frontend: MfccFrontEnd | SpectralFrontEnd | None = None
+            ) -> Preprocessor:
         bare = cls(modality, tuple(input_shape), sample_rate_hz, frontend)
         feats = bare._features(x_train[:2000])
         axes = tuple(i for i in range(feats.ndim) if i != 1)  # per channel (image, series) / per row (audio)
@@ -113,6 +126,8 @@ class Preprocessor:
             x = resize_bilinear(x, self.input_shape[2], self.input_shape[3])
             return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         if self.modality == "series":
+            if isinstance(self.frontend, SpectralFrontEnd):
+                x = spectral(x, self.frontend)
             return np.ascontiguousarray(x.transpose(0, 2, 1))
         if self.frontend is not None:
             return mfcc(x, self.sample_rate_hz or 16000, self.frontend)[:, None]
@@ -131,14 +146,25 @@ class Preprocessor:
     def to_dict(self) -> dict[str, Any]:
         return {"modality": self.modality, "input_shape": list(self.input_shape),
                 "sample_rate_hz": self.sample_rate_hz,
-                "frontend": {"kind": "mfcc" if self.frontend and self.frontend.n_mfcc else "logmel",
-                             **self.frontend.to_dict()} if self.frontend else None,
+                "frontend": self._frontend_dict(),
                 "mean": list(self.mean), "std": list(self.std),
                 "layout": "NCHW" if len(self.input_shape) == 4 else "NCT"}
+
+    def _frontend_dict(self) -> dict[str, Any] | None:
+        fe = self.frontend
+        if fe is None:
+            return None
+        if isinstance(fe, SpectralFrontEnd):
+            return {"kind": "spectral", **fe.to_dict()}
+        return {"kind": "mfcc" if fe.n_mfcc else "logmel", **fe.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocessor:
         fe = d.get("frontend")
-        frontend = MfccFrontEnd(fe["frame_ms"], fe["hop_ms"], fe["n_mels"], fe["n_mfcc"]) if fe else None
+        frontend: MfccFrontEnd | SpectralFrontEnd | None = None
+        if fe and fe["kind"] == "spectral":
+            frontend = SpectralFrontEnd(int(fe["bands"]))
+        elif fe:
+            frontend = MfccFrontEnd(fe["frame_ms"], fe["hop_ms"], fe["n_mels"], fe["n_mfcc"])
         return cls(d["modality"], tuple(d["input_shape"]), d.get("sample_rate_hz"), frontend,
                    tuple(d.get("mean", ())), tuple(d.get("std", ())))

@@ -55,3 +55,30 @@ class MfccFrontEnd:
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class SpectralFrontEnd:
+    """Spectral features for sensor / vibration windows: per channel, the log power of the window's real
+    FFT averaged into ``bands`` equal-width bands. Output ``[bands, channels]`` (a short 1-D series).
+
+    >>> SpectralFrontEnd(bands=64).output_shape(window=2048, channels=1)
+    (64, 1)
+    """
+
+    bands: int = 64
+
+    def output_shape(self, window: int, channels: int) -> tuple[int, int]:
+        return min(self.bands, window // 2 + 1), channels
+
+    def ops(self, window: int, channels: int) -> int:
+        n = 1 << math.ceil(math.log2(max(window, 2)))
+        return int(channels * (2.5 * n * math.log2(n) + 3 * (n // 2 + 1) + self.bands * 10))
+
+    def buffer_bytes(self, window: int, channels: int) -> int:
+        """The raw window (int16 per sample and channel) plus one complex FFT buffer (int32 pairs)."""
+        n = 1 << math.ceil(math.log2(max(window, 2)))
+        return window * channels * 2 + n * 8 + self.bands * channels
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)

@@ -22,7 +22,7 @@ from chipfit.contract.schema import InputSpec
 from chipfit.graph.opgraph import OpGraph
 from chipfit.naming import did_you_mean
 from chipfit.space.config import ArchConfig
-from chipfit.space.frontend import MfccFrontEnd
+from chipfit.space.frontend import MfccFrontEnd, SpectralFrontEnd
 
 
 class Trial(Protocol):
@@ -60,8 +60,13 @@ class SearchSpace(ABC):
     def model_input_shape(self, config: ArchConfig) -> tuple[int, ...]:
         """Shape of the network input, batch 1 first (channels first)."""
 
-    def frontend(self, config: ArchConfig) -> MfccFrontEnd | None:
+    def frontend(self, config: ArchConfig) -> MfccFrontEnd | SpectralFrontEnd | None:
         return None
+
+    def frontend_cost(self, fe: MfccFrontEnd | SpectralFrontEnd) -> tuple[int, int]:
+        """(operations, buffer bytes) of the front-end per inference."""
+        sr, dur = self.input.sample_rate_hz or 16000, self.input.duration_s or 1.0
+        return fe.ops(sr, dur), fe.buffer_bytes(sr, dur)
 
     def build(self, config: ArchConfig) -> Any:
         from chipfit.space.families import build_family
@@ -76,8 +81,7 @@ class SearchSpace(ABC):
         fe = self.frontend(config)
         if fe is None:
             return Candidate(config, graph)
-        sr, dur = self.input.sample_rate_hz or 16000, self.input.duration_s or 1.0
-        return Candidate(config, graph, fe.ops(sr, dur), fe.buffer_bytes(sr, dur))
+        return Candidate(config, graph, *self.frontend_cost(fe))
 
     def graph(self, config: ArchConfig) -> OpGraph:
         return self.candidate(config).graph
@@ -131,17 +135,33 @@ class AudioSpace(SearchSpace):
 
 
 class SeriesSpace(SearchSpace):
-    """Sensor windows [T, C]: 1D networks over time."""
+    """Sensor windows [T, C]: 1D networks over time, or over a spectral front-end (``spectral_bands`` > 0)."""
 
     modality = "series"
     families: ClassVar[dict[str, dict[str, list[Any]]]] = {
-        "cnn": {"width": [4, 8, 16, 24, 32], "blocks": [1, 2, 3, 4], "kernel": [3, 5, 7, 9], "stride": [2]},
-        "dscnn": {"width": [8, 16, 24, 32, 48], "blocks": [1, 2, 3, 4], "kernel": [3, 5, 7, 9], "stem_kernel": [5, 9],
-                  "stem_stride": [2, 4], "downsample": [0, 1, 2]},
+        "cnn": {"spectral_bands": [0, 32, 64], "width": [4, 8, 16, 24, 32], "blocks": [1, 2, 3, 4],
+                "kernel": [3, 5, 7, 9], "stride": [2]},
+        "dscnn": {"spectral_bands": [0, 32, 64], "width": [8, 16, 24, 32, 48], "blocks": [1, 2, 3, 4],
+                  "kernel": [3, 5, 7, 9], "stem_kernel": [5, 9], "stem_stride": [2, 4], "downsample": [0, 1, 2]},
     }
 
+    def _window(self) -> tuple[int, int]:
+        t, c = [*list(self.input.shape or [128, 3]), 1][:2]
+        return int(t), int(c)
+
+    def frontend(self, config: ArchConfig) -> SpectralFrontEnd | None:
+        bands = int(config.params.get("spectral_bands", 0) or 0)
+        return SpectralFrontEnd(bands) if bands else None
+
+    def frontend_cost(self, fe: MfccFrontEnd | SpectralFrontEnd) -> tuple[int, int]:
+        t, c = self._window()
+        return fe.ops(t, c), fe.buffer_bytes(t, c)  # type: ignore[arg-type]
+
     def model_input_shape(self, config: ArchConfig) -> tuple[int, ...]:
-        t, c = ([*list(self.input.shape or [128, 3]), 1])[:2]
+        t, c = self._window()
+        fe = self.frontend(config)
+        if fe is not None:
+            t, c = fe.output_shape(t, c)
         return (1, c, t)
 
 
