@@ -333,7 +333,7 @@ def run_cmd(
             err.print(f"interrupted: finished candidates are kept in {run.dir}; continue with "
                       f"'chipfit run {run.dir} --resume'", highlight=False)
             raise typer.Exit(130) from None
-        report = run.finalize()
+        report = run.report()
     if as_json:
         _json(report)
     else:
@@ -368,6 +368,43 @@ def _print_run(report: dict[str, Any], run: Any) -> None:
         if report.get("closest"):
             c = report["closest"]
             out.print(f"closest candidate: {c['id']} {json.dumps(c['config'])} — {c['reason']}", highlight=False)
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx, tflite, c, manifest or all.")] = "all",
+) -> None:
+    """Write the best model's deployable forms into RUN_DIR/best (ONNX, TFLite int8, C array, manifest)."""
+    from chipfit.run import Run
+
+    with _errors():
+        run = Run.load(run_dir)
+        if not (run.dir / "report.json").exists():
+            run.finalize()
+        written = run.export(fmt, strict=fmt != "all")
+        if fmt != "manifest" and "manifest" not in written:
+            run.export("manifest")
+    for name, paths in written.items():
+        for p in paths:
+            out.print(f"{name}: {p}", highlight=False)
+
+
+@app.command("report")
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
+) -> None:
+    """Regenerate report.json and report.html of a run (re-measuring the best model on the test split)."""
+    from chipfit.run import Run
+
+    with _errors():
+        run = Run.load(run_dir)
+        report = run.report(export=False)
+    if as_json:
+        _json(report)
+    else:
+        out.print(f"{run.dir / 'report.json'}\n{run.dir / 'report.html'}", highlight=False)
 
 
 def main() -> None:

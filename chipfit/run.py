@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from chipfit.contract import Contract, load_contract
-from chipfit.cost.model import CostModel
+from chipfit.cost.model import Cost, CostModel
 from chipfit.errors import ChipfitError, UsageError
 from chipfit.logging import get_logger
 from chipfit.search.callbacks import SearchCallbacks
@@ -223,12 +223,35 @@ class Run:
         (self.dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
         return report
 
-    def _budget_checks(self, best: CandidateRecord, test_acc: float) -> list[BudgetCheck]:
+    def best_cost(self) -> Cost:
+        """The best candidate's full predicted cost (per layer, arena plan) on the run's target."""
+        best = self.best
+        if best is None:
+            raise ChipfitError(f"{self.dir}: no trained best candidate")
         space = create_space(self.contract.input_spec(), self.contract.num_classes)
         cand = space.candidate(ArchConfig.from_dict(best.config))
-        cost = CostModel().estimate(cand.graph, self.target, dtype=self.contract.dtype,
+        return CostModel().estimate(cand.graph, self.target, dtype=self.contract.dtype,
                                     frontend_ops=cand.frontend_ops, frontend_ram_bytes=cand.frontend_ram_bytes)
-        return check_budgets(cost, self.contract, target=self.target, accuracy=test_acc)
+
+    def _budget_checks(self, best: CandidateRecord, test_acc: float) -> list[BudgetCheck]:
+        return check_budgets(self.best_cost(), self.contract, target=self.target, accuracy=test_acc)
+
+    def export(self, fmt: str = "all", *, strict: bool = True) -> dict[str, list[Path]]:
+        """Write deployable artifacts into ``best/`` (see :mod:`chipfit.export`)."""
+        from chipfit.export import export_run
+
+        return export_run(self, fmt, strict=strict)
+
+    def report(self, *, export: bool = True) -> dict[str, Any]:
+        """Measure the best model on the test split and write ``report.json``, the deployable artifacts
+        (every exporter available here) and ``report.html``. Returns the report."""
+        from chipfit.report.html import render
+
+        report = self.finalize()
+        if export and self.best is not None:
+            self.export("all", strict=False)
+        render(self)
+        return report
 
 
 def _budget_row(b: BudgetCheck) -> dict[str, Any]:

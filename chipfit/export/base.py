@@ -1,0 +1,87 @@
+"""Exporter interface and registry: ``export_run(run, "all" | name) -> paths``.
+
+>>> from chipfit.export import list_exporters
+>>> list_exporters()
+['c', 'manifest', 'onnx', 'tflite']
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from chipfit.errors import ExportError, UsageError
+from chipfit.logging import get_logger
+from chipfit.naming import did_you_mean
+
+if TYPE_CHECKING:
+    from chipfit.run import Run
+
+log = get_logger(__name__)
+
+
+class Exporter(ABC):
+    """Writes one deployable form of a run's best model into ``run.dir / "best"``."""
+
+    name: str
+    requires: tuple[str, ...] = ()  # other exporters that must run first
+
+    @abstractmethod
+    def export(self, run: Run) -> list[Path]:
+        """Write the artifact(s); return their paths."""
+
+    def available(self) -> str | None:
+        """``None`` when usable here, else why not (e.g. an optional dependency is missing)."""
+        return None
+
+
+EXPORTERS: dict[str, Exporter] = {}
+
+
+def register_exporter(exporter: Exporter) -> Exporter:
+    EXPORTERS[exporter.name] = exporter
+    return exporter
+
+
+def list_exporters() -> list[str]:
+    return sorted(EXPORTERS)
+
+
+def export_run(run: Run, fmt: str = "all", *, strict: bool = True) -> dict[str, list[Path]]:
+    """Run one exporter (with what it requires) or all of them. With ``strict=False`` an exporter that is not
+    available here (missing optional dependency) is skipped and logged instead of raising."""
+    if run.best is None:
+        raise ExportError(f"{run.dir}: the run has no trained best candidate to export.")
+    if not (run.dir / "best" / "model.int8.onnx").exists():
+        raise ExportError(f"{run.dir}: best/ is missing; run 'chipfit report {run.dir}' (or finish the run) first.")
+    if fmt != "all" and fmt not in EXPORTERS:
+        raise UsageError(f"unknown export format '{fmt}': expected all or {', '.join(list_exporters())}."
+                         f"{did_you_mean(fmt, EXPORTERS)}")
+    order = _order(list(EXPORTERS) if fmt == "all" else [fmt])
+    out: dict[str, list[Path]] = {}
+    for name in order:
+        exp = EXPORTERS[name]
+        why = exp.available()
+        if why:
+            if strict and (fmt == name):
+                raise ExportError(f"the {name} exporter is not available here: {why}")
+            log.warning("skipping the %s export: %s", name, why)
+            continue
+        out[name] = exp.export(run)
+    return out
+
+
+def _order(names: list[str]) -> list[str]:
+    seen: list[str] = []
+
+    def visit(n: str) -> None:
+        for dep in EXPORTERS[n].requires:
+            visit(dep)
+        if n not in seen:
+            seen.append(n)
+
+    for n in names:
+        visit(n)
+    manifest_last = [n for n in seen if n != "manifest"] + (["manifest"] if "manifest" in seen else [])
+    return manifest_last

@@ -1,0 +1,33 @@
+"""ONNX fp32 and int8 (QDQ) files of the best candidate, checked with onnx.checker."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import onnx
+
+from chipfit.export.base import Exporter, register_exporter
+
+if TYPE_CHECKING:
+    from chipfit.run import Run
+
+
+class OnnxExporter(Exporter):
+    name = "onnx"
+
+    def export(self, run: Run) -> list[Path]:
+        best = run.best
+        out = []
+        for key, fname in (("onnx", "model.onnx"), ("int8", "model.int8.onnx")):
+            dst = run.dir / "best" / fname
+            src = run.dir / best.artifacts[key]
+            if src.resolve() != dst.resolve():
+                shutil.copyfile(src, dst)
+            onnx.checker.check_model(str(dst))
+            out.append(dst)
+        return out
+
+
+register_exporter(OnnxExporter())

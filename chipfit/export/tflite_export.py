@@ -1,0 +1,86 @@
+"""Full-integer TFLite (int8 weights, activations, input and output) through litert-torch's PT2E flow.
+
+No TensorFlow is needed. The exported file's input keeps the network's channels-first layout; its input and
+output are int8 with the scales and zero points recorded in the manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from chipfit.errors import ExportError
+from chipfit.export.base import Exporter, register_exporter
+
+if TYPE_CHECKING:
+    from chipfit.run import Run
+
+
+def convert_int8_tflite(model: object, input_shape: tuple[int, ...], calibration: np.ndarray, out: Path) -> Path:
+    """Quantize ``model`` (a torch module) with PT2E (symmetric, per-channel, static) and write a .tflite."""
+    import litert_torch
+    import torch
+    from litert_torch.quantize import pt2e_quantizer, quant_config
+    from torchao.quantization.pt2e import quantize_pt2e
+
+    args = (torch.zeros(input_shape),)
+    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+    quiet = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        warnings.simplefilter("ignore")
+        logging.getLogger("absl").setLevel(logging.ERROR)
+        pm = torch.export.export(model.eval(), args).module()
+        pm = quantize_pt2e.prepare_pt2e(pm, quantizer)
+        with torch.no_grad():
+            for i in range(0, len(calibration), 1):
+                pm(torch.from_numpy(calibration[i:i + 1]))
+        pm = quantize_pt2e.convert_pt2e(pm, fold_quantize=False)
+        edge = litert_torch.convert(pm, args, quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
+        edge.export(str(out))
+    return out
+
+
+class TfliteExporter(Exporter):
+    name = "tflite"
+    requires = ("onnx",)
+
+    def available(self) -> str | None:
+        if importlib.util.find_spec("litert_torch") is None:
+            return "litert-torch is not installed (pip install 'chipfit[tflite]')"
+        return None
+
+    def export(self, run: Run) -> list[Path]:
+        import torch
+
+        from chipfit.data.preprocess import Preprocessor
+        from chipfit.data.sources import load_dataset
+        from chipfit.space import ArchConfig, create_space
+
+        best = run.best
+        space = create_space(run.contract.input_spec(), run.contract.num_classes)
+        cfg = ArchConfig.from_dict(best.config)
+        model = space.build(cfg)
+        model.load_state_dict(torch.load(run.dir / "best" / "model.pt", weights_only=True))
+        pre = Preprocessor.from_dict(json.loads((run.dir / "best" / "preprocess.json").read_text()))
+        data = load_dataset(run.contract)
+        rng = np.random.default_rng(run.contract.search.seed)
+        n = min(len(data.x_train), run.contract.search.calibration_samples)
+        calib = pre(data.x_train[rng.permutation(len(data.x_train))[:n]])
+        out = run.dir / "best" / "model.tflite"
+        try:
+            convert_int8_tflite(model, space.model_input_shape(cfg), calib, out)
+        except Exception as exc:
+            raise ExportError(f"TFLite int8 conversion failed: {type(exc).__name__}: {exc}") from exc
+        return [out]
+
+
+register_exporter(TfliteExporter())

@@ -1,0 +1,172 @@
+"""``report.html``: one self-contained page (figures embedded as PNG, no scripts, opens offline).
+
+Sections: verdict table (every budget, achieved figure, margin, and whether it was predicted or measured),
+the Pareto front with the budget lines, the winner's per-layer latency and memory, the tensor-arena
+timeline, the robustness grid, predicted vs measured, the search history, the device and its sources.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chipfit.run import Run
+
+CSS = """body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.25rem .6rem;text-align:left}
+th{background:#f3f3f3}.PASS{color:#0a7d22;font-weight:bold}.FAIL{color:#b00020;font-weight:bold}
+.pending{color:#a66a00}.num{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%}
+.verdict-banner{font-size:1.4rem;padding:.5rem 1rem;border-radius:6px;display:inline-block}
+.banner-PASS{background:#e3f6e7}.banner-FAIL{background:#fde7ea}small{color:#666}"""
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _fmt(x: Any, unit: str = "") -> str:
+    if x is None:
+        return "-"
+    s = (f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}") if isinstance(x, float) else str(x)
+    return _e(f"{s} {unit}".strip())
+
+
+def _table(headers: list[str], rows: list[list[str]], table_id: str = "") -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(rows_cell for rows_cell in r) + "</tr>" for r in rows)
+    ident = f' id="{table_id}"' if table_id else ""
+    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _td(x: str, cls: str = "") -> str:
+    return f'<td class="{cls}">{x}</td>' if cls else f"<td>{x}</td>"
+
+
+def render(run: Run) -> Path:
+    """Write ``report.html`` for ``run`` (reads ``report.json``; run ``Run.finalize`` first)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    report = json.loads((run.dir / "report.json").read_text())
+    parts = [f"<h1>chipfit report: {_e(run.contract.name)}</h1>",
+             f'<p class="verdict-banner banner-{_e(report["verdict"])}">verdict: '
+             f'<span class="{_e(report["verdict"])}">{_e(report["verdict"])}</span></p>',
+             f"<p>target <b>{_e(report['target'])}</b> with <b>{_e(report['runtime'])}</b>; "
+             f"wall time {report.get('wall_seconds', 0):.0f} s</p>"]
+    # verdict table
+    rows = []
+    for b in report.get("budgets", []):
+        res = {True: "PASS", False: "FAIL", None: "pending"}[b["pass"]]
+        margin = "-" if b["margin"] is None else f"{b['margin']:+.1%}"
+        rows.append([_td(_e(b["name"])), _td(_fmt(b["limit"], b["unit"]), "num"), _td(_fmt(b["achieved"], b["unit"]),
+                     "num"), _td(_e(margin), "num"), _td(res, res), _td(_e(b["source"])), _td(_e(b["basis"]))])
+    parts += ["<h2>Budgets</h2>", _table(["budget", "limit", "achieved", "margin", "result", "how obtained",
+                                         "limit from"], rows, "verdict-table")]
+    if report.get("best"):
+        b = report["best"]
+        parts.append(f"<p>best candidate {b['id']}: <code>{_e(json.dumps(b['config']))}</code>; int8 validation "
+                     f"accuracy {b['accuracy_int8']:.4f}, test accuracy int8 {report['test_accuracy_int8']:.4f} "
+                     f"(float {report['test_accuracy_float']:.4f}) — {_e(report.get('accuracy_source', ''))}</p>")
+    else:
+        parts.append(f"<p class='FAIL'>no model holds every budget; binding: {_e(', '.join(report.get('binding', [])))}"
+                     f"</p><p>closest: <code>{_e(json.dumps(report.get('closest')))}</code></p>")
+    # pareto front
+    cands = run.candidates
+    done = [r for r in cands if r.state == "COMPLETE" and r.accuracy_int8 is not None]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if done:
+        ax.scatter([r.predicted["latency_ms"] for r in done], [r.accuracy_int8 for r in done], c="#999", s=18,
+                   label="trained candidates")
+    front = run.pareto
+    if front:
+        ax.plot([r.predicted["latency_ms"] for r in front], [r.accuracy_int8 for r in front], "o-", c="#1565c0",
+                label="Pareto front")
+    infeasible = [r for r in cands if r.state == "INFEASIBLE" and "latency_ms" in r.predicted]
+    if infeasible:
+        ax.scatter([r.predicted["latency_ms"] for r in infeasible], [0.0] * len(infeasible), marker="x", c="#b00020",
+                   s=18, label="infeasible (never trained)")
+    lat = run.contract.budgets.latency_ms
+    if lat:
+        ax.axvline(lat.max, ls="--", c="#b00020", label=f"latency budget {lat.max:g} ms")
+    if run.contract.budgets.accuracy:
+        ax.axhline(run.contract.budgets.accuracy, ls=":", c="#0a7d22", label="accuracy budget")
+    ax.set_xlabel("predicted latency (ms)")
+    ax.set_ylabel("int8 validation accuracy (measured)")
+    ax.legend(fontsize=8)
+    parts += ["<h2>Pareto front</h2>", _png(fig)]
+    # per-layer + arena timeline of the winner
+    if report.get("best"):
+        cost = run.best_cost()
+        names = [layer.name for layer in cost.layers]
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, max(3, 0.22 * len(names))))
+        a1.barh(names, [layer.latency_ms for layer in cost.layers], color="#1565c0")
+        a1.invert_yaxis()
+        a1.set_xlabel("predicted latency (ms)")
+        a2.barh(names, [layer.ram_bytes / 1024 for layer in cost.layers], color="#6a1b9a")
+        a2.invert_yaxis()
+        a2.set_xlabel("live tensor memory (kB)")
+        a2.set_yticklabels([])
+        parts += ["<h2>Winner per layer (predicted)</h2>", f"<p><small>{_e(cost.basis)}; efficiency: "
+                  f"{_e(cost.efficiency_source)}</small></p>", _png(fig)]
+        plan = cost.arena_plan
+        fig, ax = plt.subplots(figsize=(9, 3.5))
+        for buf in plan["buffers"]:
+            ax.add_patch(matplotlib.patches.Rectangle((buf["first"] - 0.4, buf["offset"] / 1024), buf["last"] -
+                                                      buf["first"] + 0.8, buf["size"] / 1024, alpha=0.6))
+        ax.set_xlim(-1, max((b["last"] for b in plan["buffers"]), default=0) + 1)
+        ax.set_ylim(0, max(plan["arena"], 1) / 1024 * 1.05)
+        ax.axhline(plan["lower_bound"] / 1024, ls=":", c="k", label="lifetime lower bound")
+        ax.set_xlabel("op (execution order)")
+        ax.set_ylabel("arena offset (kB)")
+        ax.legend(fontsize=8)
+        parts += [f"<h2>Tensor arena timeline</h2><p>planned arena {plan['arena']:,} B, lower bound "
+                  f"{plan['lower_bound']:,} B (predicted)</p>", _png(fig)]
+    # robustness
+    rob = report.get("robustness")
+    if rob:
+        parts += ["<h2>Robustness (measured, int8)</h2>", _table(["condition", "severity", "accuracy"], [
+            [_td(_e(r["condition"])), _td(_fmt(r["severity"]), "num"), _td(_fmt(r["accuracy"]), "num")] for r in rob])]
+    else:
+        parts.append("<h2>Robustness</h2><p>No field conditions were evaluated for this run.</p>")
+    # predicted vs measured
+    meas = report.get("measurements")
+    parts.append("<h2>Predicted vs measured</h2>" + (
+        _table(["figure", "predicted", "measured", "on"], [[_td(_e(m["name"])), _td(_fmt(m["predicted"]), "num"),
+                                                           _td(_fmt(m["measured"]), "num"), _td(_e(m["on"]))]
+                                                          for m in meas]) if meas else
+        "<p>Cost figures are predicted by the analytical model; no on-device measurement was made for this run. "
+        "Accuracies are measured on the int8 ONNX model with ONNX Runtime.</p>"))
+    # history
+    counts = report.get("counts", {})
+    parts += ["<h2>Search history</h2>", _table(["state", "candidates"], [[_td(_e(k)), _td(str(v), "num")]
+                                                                          for k, v in counts.items()]),
+              f"<p>training time {report.get('train_seconds_total', 0):.1f} s in total, "
+              f"{report.get('train_seconds_infeasible', 0):.1f} s on infeasible candidates.</p>"]
+    # device
+    t = run.target
+    rows = [[_td(_e(k)), _td(_fmt(getattr(t, k)), "num"), _td(_e(t.sources.get(k, "")))] for k in
+            ("clock_mhz", "sram_kb", "arena_kb", "flash_kb", "active_power_mw", "sleep_power_uw")
+            if getattr(t, k) is not None]
+    parts += [f"<h2>Device: {_e(t.name)}</h2><p>{_e(t.description)} — core {_e(t.core)}, runtimes "
+              f"{_e(', '.join(t.runtimes))}</p>", _table(["fact", "value", "source"], rows, "device-table")]
+    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>chipfit report: "
+            f"{_e(run.contract.name)}</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
+    out = run.dir / "report.html"
+    out.write_text(page, encoding="utf-8")
+    return out

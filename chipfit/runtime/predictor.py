@@ -1,0 +1,110 @@
+"""``Predictor``: the device-side runtime. Loads a manifest and its model, preprocesses raw input exactly as
+training did, runs ONNX Runtime or LiteRT, and returns labels or probabilities. Needs numpy, scipy and the
+runtime only (no torch), so it runs on a Raspberry Pi.
+
+>>> from chipfit.runtime import Predictor
+>>> Predictor("runs/missing")  # doctest: +IGNORE_EXCEPTION_DETAIL
+Traceback (most recent call last):
+chipfit.errors.ChipfitError: no manifest.json ...
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chipfit.data.preprocess import Preprocessor
+from chipfit.errors import ChipfitError
+
+_RAW_NDIM = {"image": 3, "audio": 1, "series": 2}
+
+
+def _manifest_path(path: str | Path) -> Path:
+    p = Path(path)
+    for cand in (p, p / "manifest.json", p / "best" / "manifest.json"):
+        if cand.is_file():
+            return cand
+    raise ChipfitError(f"no manifest.json at or under '{p}': export the run first (chipfit export RUN_DIR).")
+
+
+class Predictor:
+    """Run a chipfit model on raw samples (one sample, or a batch with a leading dimension)."""
+
+    def __init__(self, path: str | Path, *, backend: str = "onnxruntime", threads: int = 1) -> None:
+        self.manifest_path = _manifest_path(path)
+        self.dir = self.manifest_path.parent
+        self.manifest: dict[str, Any] = json.loads(self.manifest_path.read_text())
+        self.pre = Preprocessor.from_dict(self.manifest["preprocessing"])
+        self.labels: list[str] = list(self.manifest.get("labels") or [])
+        self.backend = backend
+        if backend == "onnxruntime":
+            import onnxruntime as ort
+
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            so.log_severity_level = 3
+            self._sess = ort.InferenceSession(str(self.dir / self.manifest["models"]["onnx_int8"]), so,
+                                              providers=["CPUExecutionProvider"])
+            self._name = self._sess.get_inputs()[0].name
+            self._run = self._run_ort
+        elif backend == "litert":
+            from ai_edge_litert.interpreter import Interpreter
+
+            model = self.manifest["models"].get("tflite_int8")
+            if not model:
+                raise ChipfitError("this export has no TFLite model; use backend='onnxruntime' or export tflite.")
+            self._it = Interpreter(model_path=str(self.dir / model), num_threads=threads)
+            self._it.allocate_tensors()
+            self._in = self._it.get_input_details()[0]
+            self._out = self._it.get_output_details()[0]
+            self._run = self._run_litert
+        else:
+            raise ChipfitError(f"unknown backend '{backend}': expected onnxruntime or litert.")
+
+    # -- backends -------------------------------------------------------------------------------------------
+    def _run_ort(self, x: np.ndarray) -> np.ndarray:
+        return self._sess.run(None, {self._name: x})[0]
+
+    def _run_litert(self, x: np.ndarray) -> np.ndarray:
+        scale, zero = self._in["quantization"]
+        oscale, ozero = self._out["quantization"]
+        outs = []
+        for sample in x:
+            q = np.clip(np.round(sample[None] / scale + zero), -128, 127).astype(self._in["dtype"])
+            self._it.set_tensor(self._in["index"], q.reshape(self._in["shape"]))
+            self._it.invoke()
+            y = self._it.get_tensor(self._out["index"]).astype(np.float32)
+            outs.append((y - ozero) * oscale if oscale else y)
+        return np.concatenate(outs, 0)
+
+    # -- public API -----------------------------------------------------------------------------------------
+    def _batch(self, raw: np.ndarray) -> tuple[np.ndarray, bool]:
+        raw = np.asarray(raw, np.float32)
+        single = raw.ndim == _RAW_NDIM[self.pre.modality]
+        return (raw[None] if single else raw), single
+
+    def logits_prepared(self, x: np.ndarray) -> np.ndarray:
+        """Logits for already-preprocessed network input."""
+        return self._run(np.ascontiguousarray(x, np.float32))
+
+    def predict_proba(self, raw: np.ndarray) -> np.ndarray:
+        """Class probabilities for one raw sample (``[classes]``) or a batch (``[N, classes]``)."""
+        batch, single = self._batch(raw)
+        logits = self._run(self.pre(batch))
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p = e / e.sum(axis=1, keepdims=True)
+        return p[0] if single else p
+
+    def predict(self, raw: np.ndarray) -> np.ndarray | int:
+        """Class index for one raw sample, or an array of indices for a batch."""
+        batch, single = self._batch(raw)
+        idx = self._run(self.pre(batch)).argmax(axis=1)
+        return int(idx[0]) if single else idx
+
+    def label(self, raw: np.ndarray) -> str:
+        """The label name for one raw sample."""
+        i = self.predict(raw)
+        return self.labels[i] if self.labels else str(i)
