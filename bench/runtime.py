@@ -88,8 +88,8 @@ def main() -> None:
     body = table(["call (batch 1, 1 thread)", "min over rounds of median us", "median of medians us",
                   "ratio to bare", "overhead"], rows)
     body += (f"\n\nint8 QDQ ResNet-8 (MLPerf Tiny IC shape, 12.5 M MACs), {args.rounds} interleaved rounds x "
-             f"{args.runs} calls; estimator: minimum over rounds of each round's median. Goal: Predictor overhead <= 5 % over a "
-             "bare session.\n")
+             f"{args.runs} calls; estimator: minimum over rounds of each round's median. Goal: Predictor "
+             "overhead <= 5 % over a bare session.\n")
     print(body)
     write_section("Predictor overhead (bench/runtime.py)", body)
 
