@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
+	# litert-torch first: resolving it together with every extra makes pip backtrack for many minutes
+	$(PY) -m pip install --quiet "litert-torch>=0.10"
 	$(PY) -m pip install --quiet -e ".[dev,tflite]"
 	touch $(STAMP)
 

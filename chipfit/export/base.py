@@ -72,16 +72,18 @@ def export_run(run: Run, fmt: str = "all", *, strict: bool = True) -> dict[str, 
     return out
 
 
+_PRIORITY = {"onnx": 0, "tflite": 1, "c": 2, "manifest": 99}  # the C array embeds the TFLite file if there is one
+
+
 def _order(names: list[str]) -> list[str]:
-    seen: list[str] = []
+    """``names`` plus what they require, in an order where inputs come first and the manifest last."""
+    wanted: set[str] = set()
 
     def visit(n: str) -> None:
+        wanted.add(n)
         for dep in EXPORTERS[n].requires:
             visit(dep)
-        if n not in seen:
-            seen.append(n)
 
     for n in names:
         visit(n)
-    manifest_last = [n for n in seen if n != "manifest"] + (["manifest"] if "manifest" in seen else [])
-    return manifest_last
+    return sorted(wanted, key=lambda n: (_PRIORITY.get(n, 50), n))

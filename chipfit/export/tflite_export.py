@@ -11,7 +11,10 @@ import importlib.util
 import io
 import json
 import logging
+import os
+import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,20 +27,39 @@ if TYPE_CHECKING:
     from chipfit.run import Run
 
 
+@contextlib.contextmanager
+def _silenced() -> Iterator[None]:
+    """Silence Python and native (C++ glog / absl) output of the converter, which writes to fds 1 and 2."""
+    saved = [os.dup(1), os.dup(2)]
+    quiet = io.StringIO()
+    try:
+        with open(os.devnull, "w") as null, warnings.catch_warnings(), contextlib.redirect_stdout(quiet), \
+                contextlib.redirect_stderr(quiet):
+            warnings.simplefilter("ignore")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
 def convert_int8_tflite(model: object, input_shape: tuple[int, ...], calibration: np.ndarray, out: Path) -> Path:
     """Quantize ``model`` (a torch module) with PT2E (symmetric, per-channel, static) and write a .tflite."""
-    import litert_torch
-    import torch
-    from litert_torch.quantize import pt2e_quantizer, quant_config
-    from torchao.quantization.pt2e import quantize_pt2e
+    with _silenced():
+        import litert_torch
+        import torch
+        from litert_torch.quantize import pt2e_quantizer, quant_config
+        from torchao.quantization.pt2e import quantize_pt2e
 
-    args = (torch.zeros(input_shape),)
-    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
-        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
-    quiet = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-        warnings.simplefilter("ignore")
         logging.getLogger("absl").setLevel(logging.ERROR)
+        args = (torch.zeros(input_shape),)
+        quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+            pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
         pm = torch.export.export(model.eval(), args).module()
         pm = quantize_pt2e.prepare_pt2e(pm, quantizer)
         with torch.no_grad():
