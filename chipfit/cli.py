@@ -362,6 +362,15 @@ def _print_run(report: dict[str, Any], run: Any) -> None:
             table.add_row(row["name"], _fmt(row["limit"], row["unit"]), _fmt(row["achieved"], row["unit"]), margin,
                           result, row["source"])
         out.print(table)
+    if report.get("robustness"):
+        rob = Table(title="robustness of the int8 model on the test split (measured)", title_justify="left")
+        for col in ("condition", "severity", "accuracy"):
+            rob.add_column(col, justify="left" if col == "condition" else "right")
+        for r in report["robustness"]:
+            rob.add_row(r["condition"], f"{r['severity']:g}", f"{r['accuracy']:.3f}")
+        fa = report["field_accuracy"]
+        rob.add_row("[b]mean / worst[/]", "", f"{fa['mean']:.3f} / {fa['worst']:.3f}")
+        out.print(rob)
     if report["verdict"] != "PASS":
         out.print(f"[red]no model holds every budget[/]; binding: {', '.join(report.get('binding') or ['-'])}",
                   highlight=False)

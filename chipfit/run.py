@@ -115,11 +115,21 @@ class Run:
         cands = self.candidates
         done = [r for r in cands if r.state == "COMPLETE" and r.accuracy_int8 is not None and r.feasible]
         acc_budget = self.contract.budgets.accuracy
-        meeting = [r for r in done if acc_budget is None or r.accuracy_int8 >= acc_budget]
+        fa = self.contract.budgets.field_accuracy
+
+        def holds(r: CandidateRecord) -> bool:
+            ok = acc_budget is None or r.accuracy_int8 >= acc_budget
+            return ok and (fa is None or (r.accuracy_field_int8 is not None and r.accuracy_field_int8 >= fa.min))
+
+        def score(r: CandidateRecord) -> tuple[float, float]:
+            value = r.accuracy_field_int8 if fa is not None and r.accuracy_field_int8 is not None else r.accuracy_int8
+            return round(value, 6), sum(r.margins.values())
+
+        meeting = [r for r in done if holds(r)]
         pool = meeting or done
         if pool:
-            best = max(pool, key=lambda r: (round(r.accuracy_int8, 6), sum(r.margins.values())))
-            binding = [] if meeting else ["accuracy"]
+            best = max(pool, key=score)
+            binding = [] if meeting else [n for n, b in (("accuracy", acc_budget), ("field_accuracy", fa)) if b]
             return Selection(best, bool(meeting), binding, None if meeting else best)
         scored = [r for r in cands if r.constraints]
         if not scored:
@@ -198,12 +208,13 @@ class Run:
             x_test = pre(data.x_test)
             test_q = onnx_accuracy(self.dir / best.artifacts["int8"], x_test, data.y_test)
             test_f = onnx_accuracy(self.dir / best.artifacts["onnx"], x_test, data.y_test)
+            robustness, field = self._robustness(best, pre, data)
             best_dir = self.dir / "best"
             best_dir.mkdir(exist_ok=True)
             for key, name in (("onnx", "model.onnx"), ("int8", "model.int8.onnx"), ("torch", "model.pt"),
                               ("preprocess", "preprocess.json")):
                 shutil.copyfile(self.dir / best.artifacts[key], best_dir / name)
-            checks = self._budget_checks(best, test_q)
+            checks = self._budget_checks(best, test_q, field)
             judged = [b.passed for b in checks if b.passed is not None]
             verdict = "PASS" if judged and all(judged) else "FAIL"
             report.update(
@@ -214,6 +225,11 @@ class Run:
                       "artifacts": {"onnx": "best/model.onnx", "int8": "best/model.int8.onnx",
                                     "preprocess": "best/preprocess.json"}},
                 test_accuracy_int8=test_q, test_accuracy_float=test_f,
+                robustness=robustness,
+                field_accuracy=None if field is None else {
+                    **field, "over": self.contract.budgets.field_accuracy.over
+                    if self.contract.budgets.field_accuracy else "worst",
+                    "source": "measured: int8 ONNX model with ONNX Runtime on the test split under each condition"},
                 accuracy_source="measured: int8 ONNX model with ONNX Runtime (CPU) on the test split",
                 dataset=data.summary(),
                 binding=sorted(b.name for b in checks if b.passed is False),
@@ -233,8 +249,26 @@ class Run:
         return CostModel().estimate(cand.graph, self.target, dtype=self.contract.dtype,
                                     frontend_ops=cand.frontend_ops, frontend_ram_bytes=cand.frontend_ram_bytes)
 
-    def _budget_checks(self, best: CandidateRecord, test_acc: float) -> list[BudgetCheck]:
-        return check_budgets(self.best_cost(), self.contract, target=self.target, accuracy=test_acc)
+    def _robustness(self, best: CandidateRecord, pre: Any, data: Any) -> tuple[list[dict[str, Any]],
+                                                                                 dict[str, Any] | None]:
+        """Accuracy of the best int8 model on the test split under every declared condition x severity."""
+        from chipfit.quantize.int8 import predict_onnx
+        from chipfit.robustness.evaluate import evaluate_field, field_cases, summarize
+
+        cases = field_cases(self.contract.field)
+        if not cases:
+            return [], None
+        model = self.dir / best.artifacts["int8"]
+        rows = evaluate_field(lambda x: predict_onnx(model, pre(x)), data.x_test, data.y_test, cases,
+                              seed=self.contract.search.seed, sample_rate_hz=data.sample_rate_hz)
+        return rows, summarize(rows)
+
+    def _budget_checks(self, best: CandidateRecord, test_acc: float,
+                       field: dict[str, Any] | None = None) -> list[BudgetCheck]:
+        fa = self.contract.budgets.field_accuracy
+        field_acc = None if field is None or fa is None else field[fa.over]
+        return check_budgets(self.best_cost(), self.contract, target=self.target, accuracy=test_acc,
+                             field_accuracy=field_acc)
 
     def export(self, fmt: str = "all", *, strict: bool = True) -> dict[str, list[Path]]:
         """Write deployable artifacts into ``best/`` (see :mod:`chipfit.export`)."""

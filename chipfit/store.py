@@ -36,6 +36,7 @@ class CandidateRecord:
     rung_accuracy: float | None = None
     accuracy_float: float | None = None
     accuracy_int8: float | None = None
+    accuracy_field_int8: float | None = None  # worst or mean over the field conditions (validation split)
     artifacts: dict[str, str] = field(default_factory=dict)
     wall_seconds: float = 0.0
     source: str = "predicted"

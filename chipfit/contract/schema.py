@@ -154,6 +154,8 @@ class SearchSettings(_Model):
     lr: Annotated[float, Field(gt=0, le=10)] = 3e-3
     threads: Annotated[int, Field(ge=1, le=512)] = 2
     calibration_samples: Annotated[int, Field(ge=8, le=100_000)] = 256
+    augment: bool = True  # train with the declared field conditions as augmentation
+    augment_rate: Annotated[float, Field(ge=0, le=4)] = 0.5  # augmented copies per training sample
 
 
 class Contract(_Model):

@@ -45,6 +45,37 @@ def tflite_io_quantization(path: Path) -> dict[str, Any] | None:
                        "scale": float(o["quantization"][0]), "zero_point": int(o["quantization"][1])}}
 
 
+def drift_reference(run: Run, *, window: int = 64, false_alarm_rate: float = 0.01) -> Any:
+    """Reference statistics of the training inputs and the int8 model's confidence, with a threshold
+    calibrated on the clean validation split (see :mod:`chipfit.runtime.drift`)."""
+    import numpy as np
+
+    from chipfit.data.preprocess import Preprocessor
+    from chipfit.data.sources import load_dataset
+    from chipfit.quantize.int8 import session
+    from chipfit.runtime.drift import DriftReference
+
+    data = load_dataset(run.contract)
+    pre = Preprocessor.from_dict(json.loads((run.dir / "best" / "preprocess.json").read_text()))
+    sess = session(run.dir / "best" / "model.int8.onnx")
+    name = sess.get_inputs()[0].name
+    rng = np.random.default_rng(run.contract.search.seed)
+    train = data.x_train[rng.permutation(len(data.x_train))[:2000]]
+
+    def confidence(x: np.ndarray) -> np.ndarray:
+        out = []
+        for i in range(0, len(x), 256):
+            logits = sess.run(None, {name: pre(x[i:i + 256])})[0]
+            e = np.exp(logits - logits.max(1, keepdims=True))
+            out.append((e / e.sum(1, keepdims=True)).max(1))
+        return np.concatenate(out)
+
+    window = max(8, min(window, len(data.x_val) // 4))
+    return DriftReference.fit(data.modality, train, data.x_val, window=window, false_alarm_rate=false_alarm_rate,
+                              confidence_train=confidence(train), confidence_holdout=confidence(data.x_val),
+                              sample_rate_hz=data.sample_rate_hz, seed=run.contract.search.seed)
+
+
 class ManifestExporter(Exporter):
     name = "manifest"
 
@@ -87,6 +118,7 @@ class ManifestExporter(Exporter):
                 "python": platform.python_version(),
             },
         }
+        manifest["drift"] = drift_reference(run).to_dict()
         path = best_dir / "manifest.json"
         path.write_text(json.dumps(manifest, indent=2, default=str))
         return [path]

@@ -18,6 +18,7 @@ import numpy as np
 
 from chipfit.data.preprocess import Preprocessor
 from chipfit.errors import ChipfitError
+from chipfit.runtime.drift import DriftMonitor, DriftReference, DriftStatus
 
 _RAW_NDIM = {"image": 3, "audio": 1, "series": 2}
 
@@ -33,13 +34,17 @@ def _manifest_path(path: str | Path) -> Path:
 class Predictor:
     """Run a chipfit model on raw samples (one sample, or a batch with a leading dimension)."""
 
-    def __init__(self, path: str | Path, *, backend: str = "onnxruntime", threads: int = 1) -> None:
+    def __init__(self, path: str | Path, *, backend: str = "onnxruntime", threads: int = 1,
+                 monitor: bool = True) -> None:
         self.manifest_path = _manifest_path(path)
         self.dir = self.manifest_path.parent
         self.manifest: dict[str, Any] = json.loads(self.manifest_path.read_text())
         self.pre = Preprocessor.from_dict(self.manifest["preprocessing"])
         self.labels: list[str] = list(self.manifest.get("labels") or [])
         self.backend = backend
+        self.monitor: DriftMonitor | None = None
+        if monitor and self.manifest.get("drift"):
+            self.monitor = DriftMonitor(DriftReference.from_dict(self.manifest["drift"]))
         if backend == "onnxruntime":
             import onnxruntime as ort
 
@@ -93,16 +98,26 @@ class Predictor:
     def predict_proba(self, raw: np.ndarray) -> np.ndarray:
         """Class probabilities for one raw sample (``[classes]``) or a batch (``[N, classes]``)."""
         batch, single = self._batch(raw)
+        p = self._proba(batch)
+        return p[0] if single else p
+
+    def _proba(self, batch: np.ndarray) -> np.ndarray:
         logits = self._run(self.pre(batch))
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         p = e / e.sum(axis=1, keepdims=True)
-        return p[0] if single else p
+        if self.monitor is not None:
+            self.monitor.update(batch, p.max(axis=1))
+        return p
 
     def predict(self, raw: np.ndarray) -> np.ndarray | int:
         """Class index for one raw sample, or an array of indices for a batch."""
         batch, single = self._batch(raw)
-        idx = self._run(self.pre(batch)).argmax(axis=1)
+        idx = self._proba(batch).argmax(axis=1)
         return int(idx[0]) if single else idx
+
+    def drift(self) -> DriftStatus | None:
+        """The drift monitor's status over the last window of inputs (``None`` without a reference)."""
+        return None if self.monitor is None else self.monitor.status()
 
     def label(self, raw: np.ndarray) -> str:
         """The label name for one raw sample."""

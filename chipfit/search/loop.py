@@ -27,6 +27,7 @@ from chipfit.cost.model import Cost, CostModel
 from chipfit.data.dataset import Dataset
 from chipfit.data.preprocess import Preprocessor
 from chipfit.logging import get_logger
+from chipfit.robustness.evaluate import apply_case, augment, field_cases
 from chipfit.search.callbacks import SearchCallbacks
 from chipfit.search.feasibility import BudgetCheck, check_budgets, constraints
 from chipfit.space import ArchConfig, SearchSpace, create_space
@@ -54,8 +55,10 @@ def violations(checks: list[BudgetCheck]) -> str:
 @dataclass
 class _Prepared:
     pre: Preprocessor
-    x_train: np.ndarray
+    x_train: np.ndarray  # clean training split, plus augmented copies when the contract declares conditions
+    y_train: np.ndarray
     x_val: np.ndarray
+    x_val_field: list[np.ndarray]  # validation split under each field case
 
 
 def open_study(run_dir: Path, seed: int, trials: int) -> optuna.Study:
@@ -79,6 +82,14 @@ class SearchLoop:
         self.space: SearchSpace = create_space(contract.input_spec(), dataset.num_classes)
         self.store = CandidateStore(run_dir / "candidates.jsonl")
         self._prepared: dict[str, _Prepared] = {}
+        self.cases = field_cases(contract.field)
+        fa = contract.budgets.field_accuracy
+        self.field_over = fa.over if fa else "worst"
+        self.optimize_field = fa is not None  # with a field budget the search optimises field accuracy
+
+    def objective_accuracy(self, rec: CandidateRecord) -> float:
+        value = rec.accuracy_field_int8 if self.optimize_field else rec.accuracy_int8
+        return float(value or 0.0)
 
     # -- preprocessing, cached per input recipe ---------------------------------------------------------
     def prepared(self, config: ArchConfig) -> _Prepared:
@@ -86,9 +97,16 @@ class SearchLoop:
         fe = self.space.frontend(config)
         key = f"{shape}|{fe}"
         if key not in self._prepared:
-            pre = Preprocessor.fit(self.data.x_train, self.data.modality, shape,
-                                   sample_rate_hz=self.data.sample_rate_hz, frontend=fe)
-            self._prepared[key] = _Prepared(pre, pre(self.data.x_train), pre(self.data.x_val))
+            d = self.data
+            pre = Preprocessor.fit(d.x_train, d.modality, shape, sample_rate_hz=d.sample_rate_hz, frontend=fe)
+            x_train, y_train = pre(d.x_train), d.y_train
+            if self.c.field and self.s.augment and self.s.augment_rate > 0:
+                xa, ya = augment(d.x_train, d.y_train, self.c.field, rate=self.s.augment_rate,
+                                 rng=np.random.default_rng((self.s.seed, 7)), sample_rate_hz=d.sample_rate_hz)
+                x_train, y_train = np.concatenate([x_train, pre(xa)]), np.concatenate([y_train, ya])
+            field = [pre(apply_case(c, d.x_val, seed=self.s.seed, sample_rate_hz=d.sample_rate_hz))
+                     for c in self.cases]
+            self._prepared[key] = _Prepared(pre, x_train, y_train, pre(d.x_val), field)
         return self._prepared[key]
 
     # -- the loop -----------------------------------------------------------------------------------------
@@ -125,7 +143,7 @@ class SearchLoop:
         for name, value in rec.constraints.items():
             trial.set_constraint(name, value)
         if rec.state == "COMPLETE":
-            study.tell(trial, [rec.accuracy_int8 or 0.0, rec.predicted.get("latency_ms", 0.0)])
+            study.tell(trial, [self.objective_accuracy(rec), rec.predicted.get("latency_ms", 0.0)])
         elif rec.state == "INFEASIBLE":
             study.tell(trial, [0.0, rec.predicted.get("latency_ms", 0.0)])
         elif rec.state == "PRUNED":
@@ -176,7 +194,7 @@ class SearchLoop:
         prep = self.prepared(config)
         torch.manual_seed(self.s.seed * 100_003 + base["id"])
         model = self.space.build(config)
-        trainer = Trainer(model, prep.x_train, self.data.y_train, prep.x_val, self.data.y_val,
+        trainer = Trainer(model, prep.x_train, prep.y_train, prep.x_val, self.data.y_val,
                           TrainSettings(batch_size=self.s.batch_size, lr=self.s.lr, threads=self.s.threads,
                                         seed=self.s.seed + base["id"]))
         rung = min(self.s.rung_epochs, self.s.epochs)
@@ -201,10 +219,15 @@ class SearchLoop:
         (out / "preprocess.json").write_text(__import__("json").dumps(prep.pre.to_dict()))
         acc_f = onnx_accuracy(fp32, prep.x_val, self.data.y_val, threads=self.s.threads)
         acc_q = onnx_accuracy(int8, prep.x_val, self.data.y_val, threads=self.s.threads)
+        acc_field = None
+        if self.cases:
+            accs = [onnx_accuracy(int8, xf, self.data.y_val, threads=self.s.threads) for xf in prep.x_val_field]
+            acc_field = float(np.min(accs) if self.field_over == "worst" else np.mean(accs))
         rel = {k: str(p.relative_to(self.run_dir)) for k, p in (("onnx", fp32), ("int8", int8),
                                                                 ("torch", out / "model.pt"),
                                                                 ("preprocess", out / "preprocess.json"))}
         return CandidateRecord(**base, state="COMPLETE", reason=f"trained {full.epochs} epochs ({full.stopped})",
                                train_seconds=full.seconds, epochs=full.epochs, rung_accuracy=first.val_accuracy,
-                               accuracy_float=acc_f, accuracy_int8=acc_q, artifacts=rel,
+                               accuracy_float=acc_f, accuracy_int8=acc_q, accuracy_field_int8=acc_field,
+                               artifacts=rel,
                                wall_seconds=time.monotonic() - t0)
