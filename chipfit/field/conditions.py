@@ -100,9 +100,9 @@ def _jpeg(x: np.ndarray, s: float, rng: np.random.Generator, _sr: float | None) 
 
 def _defocus(x: np.ndarray, s: float, rng: np.random.Generator, _sr: float | None) -> np.ndarray:
     r = max(s, 0.5)
-    k = int(np.ceil(r))
+    k = int(np.ceil(r + 0.5))
     yy, xx = np.mgrid[-k:k + 1, -k:k + 1]
-    disk = (xx**2 + yy**2 <= r * r).astype(np.float32)
+    disk = np.clip(r + 0.5 - np.sqrt(xx**2 + yy**2), 0, 1).astype(np.float32)  # anti-aliased disk
     disk /= disk.sum()
     return ndimage.convolve(x, disk[None, :, :, None], mode="nearest")
 
