@@ -90,8 +90,8 @@ def main() -> None:
     conds = "; ".join(f"{n}: " + ", ".join(f"{f['name']} {f['range']}" for f in fl) for n, (fl, _) in CASES.items())
     body += (f"\n\nSame cost budgets, data, seed and {args.minutes:g} min of search per run. Field accuracy is "
              "measured on the int8 model (ONNX Runtime) on the test split under each condition at the low, middle "
-             f"and high end of its range. Conditions — {conds}. 'with' = conditions as training augmentation (rate 0.5) and "
-             "a field-accuracy budget (mean), so the search optimises field accuracy; 'without' = clean training, "
+             f"and high end of its range. Conditions — {conds}. 'with' = conditions as training augmentation "
+             "(rate 0.5) and a field-accuracy budget (mean), so the search optimises field accuracy; 'without' = clean training, "
              "clean objective. Goal: a clear field-accuracy gain for at most 1 point of clean accuracy.\n")
     print(body)
     write_section("Robustness: with vs without declared field conditions (bench/robustness.py)", body)
