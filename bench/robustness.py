@@ -88,11 +88,13 @@ def main() -> None:
     body = table(["dataset", "run", "candidates", "clean int8 test acc", "field acc (mean)", "field acc (worst)",
                   "predicted latency ms"], rows)
     conds = "; ".join(f"{n}: " + ", ".join(f"{f['name']} {f['range']}" for f in fl) for n, (fl, _) in CASES.items())
-    body += (f"\n\nSame cost budgets, data, seed and {args.minutes:g} min of search per run. Field accuracy is "
-             "measured on the int8 model (ONNX Runtime) on the test split under each condition at the low, middle "
-             f"and high end of its range. Conditions — {conds}. 'with' = conditions as training augmentation "
-             "(rate 0.5) and a field-accuracy budget (mean), so the search optimises field accuracy; 'without' = clean training, "
-             "clean objective. Goal: a clear field-accuracy gain for at most 1 point of clean accuracy.\n")
+    body += "\n\n" + " ".join([
+        f"Same cost budgets, data, seed and {args.minutes:g} min of search per run.",
+        "Field accuracy is measured on the int8 model (ONNX Runtime) on the test split under each condition",
+        f"at the low, middle and high end of its range. Conditions: {conds}.",
+        "'with' = conditions as training augmentation (rate 0.5) and a field-accuracy budget (mean), so the",
+        "search optimises field accuracy; 'without' = clean training, clean objective.",
+        "Goal: a clear field-accuracy gain for at most 1 point of clean accuracy.\n"])
     print(body)
     write_section("Robustness: with vs without declared field conditions (bench/robustness.py)", body)
     (ROOT / "bench" / "robustness.json").write_text(json.dumps(raw, indent=1, default=str))
