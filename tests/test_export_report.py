@@ -151,3 +151,11 @@ def test_report_html_renders_in_headless_chromium(run_dir):
         browser.close()
     assert not errors, errors
     assert (ARTIFACTS / "report.png").stat().st_size > 10_000
+
+
+def test_runtime_imports_no_torch_or_training_stack():
+    code = ("import sys, chipfit.runtime\n"
+            "heavy = [m for m in ('torch', 'optuna', 'pydantic', 'sklearn', 'onnx', 'matplotlib') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    res = subprocess.run([__import__("sys").executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr

@@ -7,9 +7,9 @@ import pytest
 
 from chipfit import create_run
 from chipfit.contract.schema import InputSpec
+from chipfit.data.frontend import MfccFrontEnd, SpectralFrontEnd
 from chipfit.data.preprocess import Preprocessor, mfcc, resize_bilinear, spectral
 from chipfit.space import ArchConfig, create_space
-from chipfit.space.frontend import MfccFrontEnd, SpectralFrontEnd
 from chipfit.store import CandidateRecord
 
 

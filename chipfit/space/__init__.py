@@ -1,7 +1,7 @@
 """Search spaces, architecture families, DSP front-ends, named reference architectures."""
 
+from chipfit.data.frontend import MfccFrontEnd
 from chipfit.space.config import ArchConfig
-from chipfit.space.frontend import MfccFrontEnd
 from chipfit.space.spaces import (
     Candidate,
     SearchSpace,

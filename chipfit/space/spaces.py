@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from chipfit.contract.schema import InputSpec
+from chipfit.data.frontend import MfccFrontEnd, SpectralFrontEnd
 from chipfit.graph.opgraph import OpGraph
 from chipfit.naming import did_you_mean
 from chipfit.space.config import ArchConfig
-from chipfit.space.frontend import MfccFrontEnd, SpectralFrontEnd
 
 
 class Trial(Protocol):
