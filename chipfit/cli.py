@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from chipfit.errors import ChipfitError, ProblemsError, UsageError
+from chipfit.search.callbacks import SearchCallbacks
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="chipfit: constraint-first edge AI. State the budgets first; get models that hold them.")
@@ -271,7 +272,7 @@ def check_cmd(
         raise typer.Exit(EXIT_INFEASIBLE)
 
 
-class _RichProgress:
+class _RichProgress(SearchCallbacks):
     """Search progress on stderr: one bar for candidates, one for the current candidate's epochs."""
 
     def __init__(self, enabled: bool) -> None:
@@ -318,17 +319,13 @@ def run_cmd(
 ) -> None:
     """Search, train and quantize models that hold the contract; exit 3 when none does."""
     from chipfit.run import Run
-    from chipfit.search.callbacks import SearchCallbacks
 
     with _errors():
         run = Run.load(contract) if resume and contract.is_dir() else Run.create(contract, out=out, resume=resume)
         progress = _RichProgress(enabled=not as_json)
-        callbacks = type("Callbacks", (SearchCallbacks,), {})()
-        for name in ("on_start", "on_candidate", "on_training", "on_epoch", "on_record"):
-            setattr(callbacks, name, getattr(progress, name))
         try:
             with progress:
-                run.search(callbacks=callbacks)
+                run.search(callbacks=progress)
         except KeyboardInterrupt:
             err.print(f"interrupted: finished candidates are kept in {run.dir}; continue with "
                       f"'chipfit run {run.dir} --resume'", highlight=False)

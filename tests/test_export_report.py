@@ -155,7 +155,8 @@ def test_report_html_renders_in_headless_chromium(run_dir):
 
 def test_runtime_imports_no_torch_or_training_stack():
     code = ("import sys, chipfit.runtime\n"
-            "heavy = [m for m in ('torch', 'optuna', 'pydantic', 'sklearn', 'onnx', 'matplotlib') if m in sys.modules]\n"
+            "names = ('torch', 'optuna', 'pydantic', 'sklearn', 'onnx', 'matplotlib')\n"
+            "heavy = [m for m in names if m in sys.modules]\n"
             "assert not heavy, heavy\n")
     res = subprocess.run([__import__("sys").executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

@@ -11,6 +11,7 @@ directory, so a killed run resumes without losing or retraining a finished candi
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,7 +217,7 @@ class SearchLoop:
         calib = prep.x_train[rng.permutation(len(prep.x_train))[: self.s.calibration_samples]]
         int8 = quantize_int8(fp32, out / "model.int8.onnx", calib)
         torch.save(model.state_dict(), out / "model.pt")
-        (out / "preprocess.json").write_text(__import__("json").dumps(prep.pre.to_dict()))
+        (out / "preprocess.json").write_text(json.dumps(prep.pre.to_dict()))
         acc_f = onnx_accuracy(fp32, prep.x_val, self.data.y_val, threads=self.s.threads)
         acc_q = onnx_accuracy(int8, prep.x_val, self.data.y_val, threads=self.s.threads)
         acc_field = None
