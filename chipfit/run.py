@@ -142,14 +142,40 @@ class Run:
         return self.select().best
 
     # -- the job ------------------------------------------------------------------------------------------
-    def search(self, *, callbacks: SearchCallbacks | None = None) -> Run:
-        """Run (or resume) the search until ``search.trials`` candidates are recorded or time runs out."""
-        from chipfit.data.sources import load_dataset
-        from chipfit.search.loop import SearchLoop
+    def search(self, *, callbacks: SearchCallbacks | None = None, backend: str | None = None,
+               workers: int | None = None, address: str | None = None) -> Run:
+        """Run (or resume) the search until ``search.trials`` candidates are recorded or time runs out.
 
+        ``backend``/``workers``/``address`` override the contract's search settings: ``local`` with N
+        workers runs N processes here; ``ray`` runs candidate trainings as Ray tasks on a cluster.
+        """
+        from chipfit.data.sources import load_dataset
+        from chipfit.search.claims import Claims, recover
+        from chipfit.search.loop import SearchLoop, open_study
+
+        s = self.contract.search
+        backend, workers, address = backend or s.backend, workers or s.workers, address or s.address
         t0 = time.monotonic()
+        deadline = t0 + s.time_budget_s if s.time_budget_s else None
+        recover(open_study(self.dir, s.seed, s.trials), Claims(self.dir), {r.key for r in self.candidates})
         data = load_dataset(self.contract)
-        SearchLoop(self.contract, data, self.target, self.dir, callbacks=callbacks).run()
+        if backend == "ray":
+            from chipfit.search.ray_backend import run_ray
+
+            loop = SearchLoop(self.contract, data, self.target, self.dir, callbacks=callbacks)
+            run_ray(self, loop, address=address, workers=workers, deadline=deadline)
+        elif workers > 1:
+            from chipfit.search.local import join_workers, start_workers
+
+            threads = max(1, s.threads // workers)
+            procs = start_workers(self.dir, workers - 1, s.time_budget_s, threads)
+            try:
+                SearchLoop(self.contract, data, self.target, self.dir, callbacks=callbacks, threads=threads).run(
+                    deadline=deadline)
+            finally:
+                join_workers(procs)
+        else:
+            SearchLoop(self.contract, data, self.target, self.dir, callbacks=callbacks).run(deadline=deadline)
         self._add_wall(time.monotonic() - t0)
         return self
 

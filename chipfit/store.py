@@ -6,6 +6,7 @@ keeps every candidate that finished; a line cut short by a kill is ignored on re
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -61,9 +62,13 @@ class CandidateStore:
     def append(self, record: CandidateRecord) -> None:
         line = json.dumps(record.to_dict(), default=_jsonable, allow_nan=True)
         with self.path.open("a", encoding="utf-8") as f:
-            f.write(line + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # several workers may append to one run
+            try:
+                f.write(line + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     def load(self) -> list[CandidateRecord]:
         if not self.path.exists():

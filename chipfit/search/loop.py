@@ -30,6 +30,7 @@ from chipfit.data.preprocess import Preprocessor
 from chipfit.logging import get_logger
 from chipfit.robustness.evaluate import apply_case, augment, field_cases
 from chipfit.search.callbacks import SearchCallbacks
+from chipfit.search.claims import Claims
 from chipfit.search.feasibility import BudgetCheck, check_budgets, constraints
 from chipfit.space import ArchConfig, SearchSpace, create_space
 from chipfit.store import CandidateRecord, CandidateStore
@@ -72,9 +73,10 @@ def open_study(run_dir: Path, seed: int, trials: int) -> optuna.Study:
 
 class SearchLoop:
     def __init__(self, contract: Contract, dataset: Dataset, target: Target, run_dir: Path, *,
-                 callbacks: SearchCallbacks | None = None, cost_model: CostModel | None = None) -> None:
+                 callbacks: SearchCallbacks | None = None, cost_model: CostModel | None = None,
+                 threads: int | None = None) -> None:
         self.c = contract
-        self.s = contract.search
+        self.s = contract.search if threads is None else contract.search.model_copy(update={"threads": threads})
         self.data = dataset
         self.target = target
         self.run_dir = run_dir
@@ -111,34 +113,48 @@ class SearchLoop:
         return self._prepared[key]
 
     # -- the loop -----------------------------------------------------------------------------------------
-    def run(self) -> list[CandidateRecord]:
+    def run(self, *, deadline: float | None = None) -> list[CandidateRecord]:
+        """Ask, claim, evaluate and record candidates until ``trials`` are claimed, the ``deadline``
+        (``time.monotonic()``) passes or the space looks exhausted. Several workers may run this on one
+        run directory at once."""
         study = open_study(self.run_dir, self.s.seed, self.s.trials)
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-            study.tell(t.number, state=TrialState.FAIL)  # left RUNNING by a killed run: its work is lost
-            log.info("trial %d was interrupted; marked failed", t.number)
-        records = {r.key: r for r in self.store.load()}
-        self.cb.on_start(self.s.trials, len(records))
-        start = time.monotonic()
-        deadline = start + self.s.time_budget_s if self.s.time_budget_s else None
-        attempts = 0
-        while len(records) < self.s.trials and attempts < 5 * self.s.trials:
+        claims = Claims(self.run_dir)
+        self.cb.on_start(self.s.trials, len(self.store.load()))
+        budget = [5 * self.s.trials]
+        while (nxt := self.next_candidate(study, claims, deadline, budget)) is not None:
+            trial, config = nxt
+            record = self.evaluate(config, trial.number, deadline=deadline)
+            self.record(study, trial, record)
+        return self.store.load()
+
+    def next_candidate(self, study: optuna.Study, claims: Claims, deadline: float | None,
+                       budget: list[int]) -> tuple[optuna.Trial, ArchConfig] | None:
+        """The next sampled config this worker has claimed, or ``None`` when the run should stop (all slots
+        claimed, time used, or ``budget[0]`` asks spent on configs already seen)."""
+        while budget[0] > 0:
             if deadline is not None and time.monotonic() >= deadline:
-                log.info("time budget of %.0f s used; stopping after %d candidates", self.s.time_budget_s,
-                         len(records))
-                break
-            attempts += 1
+                log.info("time budget used")
+                return None
+            budget[0] -= 1
             trial = study.ask()
             config = self.space.sample(trial)
             trial.set_user_attr("key", config.key)
+            records = {r.key: r for r in self.store.load()}  # other workers' results too
             if config.key in records:  # duplicate: answer from the record, never retrain
                 self._tell_from(study, trial, records[config.key])
                 continue
-            record = self.evaluate(config, trial.number, deadline=deadline)
-            self.store.append(record)
-            records[record.key] = record
-            self._tell_from(study, trial, record)
-            self.cb.on_record(record)
-        return list(records.values())
+            state = claims.claim(config.key, self.s.trials)
+            if state == "claimed":
+                return trial, config
+            study.tell(trial, state=TrialState.FAIL if state == "taken" else TrialState.PRUNED)
+            if state == "full":
+                return None
+        return None
+
+    def record(self, study: optuna.Study, trial: optuna.Trial, record: CandidateRecord) -> None:
+        self.store.append(record)
+        self._tell_from(study, trial, record)
+        self.cb.on_record(record)
 
     def _tell_from(self, study: optuna.Study, trial: optuna.Trial, rec: CandidateRecord) -> None:
         for name, value in rec.constraints.items():
@@ -156,16 +172,36 @@ class SearchLoop:
                  train_infeasible: bool = False, subdir: str = "candidates") -> CandidateRecord:
         """Cost ``config``; train, quantize and measure it when it holds the budgets (or when
         ``train_infeasible``, used to train reference architectures for comparison)."""
+        base, done = self.assess(config, number, train_infeasible=train_infeasible)
+        if done is not None:
+            return done
+        return self.train(base, config, deadline=deadline, subdir=subdir, prune=not train_infeasible)
+
+    def train(self, base: dict[str, Any], config: ArchConfig, *, deadline: float | None = None,
+              subdir: str = "candidates", prune: bool = True, peers: list[float] | None = None) -> CandidateRecord:
+        """Train an assessed candidate (``base`` from :meth:`assess`); failures become a FAILED record."""
         t0 = time.monotonic()
-        base = {"id": number, "key": config.key, "config": config.to_dict()}
+        try:
+            return self._train(base, config, deadline, t0, subdir=subdir, prune=prune, peers=peers)
+        except Exception as exc:
+            log.warning("candidate %d failed: %s", base["id"], exc)
+            return CandidateRecord(**base, state="FAILED", reason=f"{type(exc).__name__}: {exc}",
+                                   wall_seconds=time.monotonic() - t0)
+
+    def assess(self, config: ArchConfig, number: int, *, train_infeasible: bool = False
+               ) -> tuple[dict[str, Any], CandidateRecord | None]:
+        """Cost ``config`` against the budgets. Returns the record's common fields and, when the candidate
+        is settled without training (cannot be built, or INFEASIBLE), its record."""
+        t0 = time.monotonic()
+        base: dict[str, Any] = {"id": number, "key": config.key, "config": config.to_dict()}
         try:
             cand = self.space.candidate(config)
             cost = self.cm.estimate(cand.graph, self.target, dtype=self.c.dtype, frontend_ops=cand.frontend_ops,
                                     frontend_ram_bytes=cand.frontend_ram_bytes)
         except Exception as exc:  # a candidate that cannot be built is recorded, not fatal
             log.warning("candidate %d could not be built: %s", number, exc)
-            return CandidateRecord(**base, state="FAILED", reason=f"build: {type(exc).__name__}: {exc}",
-                                   predicted={}, constraints={}, margins={}, wall_seconds=time.monotonic() - t0)
+            return base, CandidateRecord(**base, state="FAILED", reason=f"build: {type(exc).__name__}: {exc}",
+                                         predicted={}, constraints={}, margins={}, wall_seconds=time.monotonic() - t0)
         checks = check_budgets(cost, self.c, target=self.target)
         cons = constraints(checks)
         margins = {c.name: float(c.margin) for c in checks if c.margin is not None}
@@ -173,20 +209,15 @@ class SearchLoop:
         self.cb.on_candidate(number, config.to_dict(), pred)
         base.update(predicted=pred, constraints=cons, margins=margins)
         if any(v > 0 for v in cons.values()) and not train_infeasible:
-            return CandidateRecord(**base, state="INFEASIBLE", reason=violations(checks),
-                                   wall_seconds=time.monotonic() - t0)
-        try:
-            return self._train(base, config, deadline, t0, subdir=subdir, prune=not train_infeasible)
-        except Exception as exc:
-            log.warning("candidate %d failed: %s", number, exc)
-            return CandidateRecord(**base, state="FAILED", reason=f"{type(exc).__name__}: {exc}",
-                                   wall_seconds=time.monotonic() - t0)
+            return base, CandidateRecord(**base, state="INFEASIBLE", reason=violations(checks),
+                                         wall_seconds=time.monotonic() - t0)
+        return base, None
 
     def _rung_peers(self) -> list[float]:
         return [r.rung_accuracy for r in self.store.load() if r.rung_accuracy is not None]
 
     def _train(self, base: dict[str, Any], config: ArchConfig, deadline: float | None, t0: float, *,
-               subdir: str = "candidates", prune: bool = True) -> CandidateRecord:
+               subdir: str = "candidates", prune: bool = True, peers: list[float] | None = None) -> CandidateRecord:
         import torch
 
         from chipfit.quantize.int8 import export_onnx, onnx_accuracy, quantize_int8
@@ -201,7 +232,10 @@ class SearchLoop:
         rung = min(self.s.rung_epochs, self.s.epochs)
         self.cb.on_training(self.s.epochs)
         first = trainer.fit(rung, deadline=deadline, on_epoch=self.cb.on_epoch)
-        peers = self._rung_peers() if prune else []
+        if not prune:
+            peers = []
+        elif peers is None:
+            peers = self._rung_peers()
         if len(peers) >= MIN_RUNG_PEERS and first.val_accuracy < float(np.median(peers)) and rung < self.s.epochs:
             return CandidateRecord(**base, state="PRUNED", train_seconds=first.seconds, epochs=first.epochs,
                                    rung_accuracy=first.val_accuracy, accuracy_float=first.val_accuracy,
