@@ -316,16 +316,22 @@ def run_cmd(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (default runs/<name>).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
+    backend: Annotated[str | None, typer.Option(help="local or ray (overrides search.backend).")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address, e.g. 10.0.0.5:6379.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Parallel trainings (overrides search.workers).")] = None,
 ) -> None:
     """Search, train and quantize models that hold the contract; exit 3 when none does."""
     from chipfit.run import Run
 
+    if backend not in (None, "local", "ray"):
+        err.print(f"error: --backend must be local or ray; given '{backend}'", highlight=False)
+        raise typer.Exit(EXIT_USAGE)
     with _errors():
         run = Run.load(contract) if resume and contract.is_dir() else Run.create(contract, out=out, resume=resume)
         progress = _RichProgress(enabled=not as_json)
         try:
             with progress:
-                run.search(callbacks=progress)
+                run.search(callbacks=progress, backend=backend, address=address, workers=workers)
         except KeyboardInterrupt:
             err.print(f"interrupted: finished candidates are kept in {run.dir}; continue with "
                       f"'chipfit run {run.dir} --resume'", highlight=False)

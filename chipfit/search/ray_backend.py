@@ -71,7 +71,16 @@ def run_ray(run: Run, loop: Any, *, address: str | None, workers: int, deadline:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                  **({} if address else {"num_cpus": max(workers * loop.s.threads, 1)}))
     try:
-        remote = ray.remote(train_task).options(num_cpus=loop.s.threads, memory=TASK_MEMORY_BYTES, max_retries=2,
+        alive = [n for n in ray.nodes() if n.get("Alive")]
+        node_cpus = max((int(n["Resources"].get("CPU", 0)) for n in alive), default=1)
+        threads = max(1, min(loop.s.threads, node_cpus))
+        if threads < loop.s.threads:
+            log.warning("search.threads=%d exceeds the largest node's %d CPUs; tasks use %d", loop.s.threads,
+                        node_cpus, threads)
+        if workers <= 1:  # default: as many trainings in flight as the cluster's CPUs allow
+            workers = max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
+        log.info("Ray: %d nodes, %d trainings in flight, %d CPUs each", len(alive), workers, threads)
+        remote = ray.remote(train_task).options(num_cpus=threads, memory=TASK_MEMORY_BYTES, max_retries=2,
                                                 retry_exceptions=False)
         contract_yaml = (run.dir / "contract.yaml").read_text()
         study = open_study(run.dir, loop.s.seed, loop.s.trials)
@@ -93,7 +102,7 @@ def run_ray(run: Run, loop: Any, *, address: str | None, workers: int, deadline:
                     continue
                 left = None if deadline is None else max(deadline - time.monotonic(), 1.0)
                 peers = [r.rung_accuracy for r in loop.store.load() if r.rung_accuracy is not None]
-                ref = remote.remote(contract_yaml, base, config.to_dict(), left, loop.s.threads, peers)
+                ref = remote.remote(contract_yaml, base, config.to_dict(), left, threads, peers)
                 inflight[ref] = (trial, base, time.monotonic())
             if not inflight:
                 break
