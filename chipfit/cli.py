@@ -305,9 +305,9 @@ class _RichProgress(SearchCallbacks):
     def on_epoch(self, epoch: int, accuracy: float) -> None:
         self.progress.update(self.epochs, completed=epoch, description=f"  epoch {epoch}: val acc {accuracy:.3f}")
 
-    def on_record(self, record: Any) -> None:
+    def on_record(self, record: Any, done: int) -> None:
         self.progress.update(self.epochs, visible=False)
-        self.progress.advance(self.trials)
+        self.progress.update(self.trials, completed=done)
 
 
 @app.command("run")

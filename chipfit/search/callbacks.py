@@ -18,5 +18,5 @@ class SearchCallbacks:
     def on_epoch(self, epoch: int, accuracy: float) -> None:
         """One training epoch ended with this validation accuracy."""
 
-    def on_record(self, record: Any) -> None:
-        """A candidate was recorded (any state)."""
+    def on_record(self, record: Any, done: int) -> None:
+        """A candidate was recorded (any state); ``done`` candidates are recorded in the run (all workers)."""

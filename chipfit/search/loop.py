@@ -154,7 +154,7 @@ class SearchLoop:
     def record(self, study: optuna.Study, trial: optuna.Trial, record: CandidateRecord) -> None:
         self.store.append(record)
         self._tell_from(study, trial, record)
-        self.cb.on_record(record)
+        self.cb.on_record(record, len(self.store.load()))
 
     def _tell_from(self, study: optuna.Study, trial: optuna.Trial, rec: CandidateRecord) -> None:
         for name, value in rec.constraints.items():
