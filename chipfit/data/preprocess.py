@@ -133,15 +133,23 @@ class Preprocessor:
             return mfcc(x, self.sample_rate_hz or 16000, self.frontend)[:, None]
         return x.reshape(len(x), *self.input_shape[1:])
 
+    @functools.cached_property
+    def _scale_shift(self) -> tuple[np.ndarray, np.ndarray]:
+        """(1 / std, -mean / std) shaped to broadcast over the network input (computed once)."""
+        shape = [1, -1] + [1] * (len(self.input_shape) - 2) if self.modality != "audio" else [1, 1, 1, -1]
+        mean = np.asarray(self.mean, np.float32).reshape(shape)
+        inv = (1.0 / np.asarray(self.std, np.float32)).reshape(shape)
+        return inv, -mean * inv
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Raw batch -> normalised float32 network input."""
         f = self._features(x)
         if not self.mean:
-            return f.astype(np.float32)
-        shape = [1, -1] + [1] * (f.ndim - 2) if self.modality != "audio" else [1, 1, 1, -1]
-        mean = np.asarray(self.mean, np.float32).reshape(shape)
-        std = np.asarray(self.std, np.float32).reshape(shape)
-        return ((f - mean) / std).astype(np.float32)
+            return f.astype(np.float32, copy=False)
+        inv, shift = self._scale_shift
+        out = np.multiply(f, inv, dtype=np.float32)
+        out += shift
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"modality": self.modality, "input_shape": list(self.input_shape),

@@ -102,7 +102,9 @@ class Predictor:
         return p[0] if single else p
 
     def _proba(self, batch: np.ndarray) -> np.ndarray:
-        logits = self._run(self.pre(batch))
+        return self._softmax_and_monitor(batch, self._run(self.pre(batch)))
+
+    def _softmax_and_monitor(self, batch: np.ndarray, logits: np.ndarray) -> np.ndarray:
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         p = e / e.sum(axis=1, keepdims=True)
         if self.monitor is not None:
@@ -112,7 +114,10 @@ class Predictor:
     def predict(self, raw: np.ndarray) -> np.ndarray | int:
         """Class index for one raw sample, or an array of indices for a batch."""
         batch, single = self._batch(raw)
-        idx = self._proba(batch).argmax(axis=1)
+        logits = self._run(self.pre(batch))
+        if self.monitor is not None:  # the monitor needs the confidence; plain prediction needs only argmax
+            self._softmax_and_monitor(batch, logits)
+        idx = logits.argmax(axis=1)
         return int(idx[0]) if single else idx
 
     def drift(self) -> DriftStatus | None:
