@@ -2,8 +2,8 @@
 
 The digits contract, the same trials, seed and training settings (1 training thread per candidate); reported:
 candidates per minute of search wall time and Ray's overhead per candidate against local with as many
-workers. Ray clusters are started on loopback (``ray.cluster_utils.Cluster``, 1 CPU per node); their start-up
-time is reported separately. Run: ``python bench/scale.py [--trials 16]``.
+workers. Ray clusters are started on loopback with the ``ray`` command (1 CPU per node); their start-up
+time is reported separately (`ray start`, head plus nodes, on 127.0.0.1). Run: ``python bench/scale.py [--trials 16]``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # repo root first (bench/profile.py shadows stdlib)
 
 import argparse
+import socket
+import subprocess
 import tempfile
 import time
 
@@ -34,6 +36,23 @@ def contract(tmp: Path, trials: int):
     return load_contract(p)
 
 
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def start_cluster(nodes: int) -> str:
+    """A Ray cluster on loopback from the `ray` command: a head and ``nodes - 1`` more nodes, 1 CPU each."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    subprocess.run([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", *common], check=True,
+                   capture_output=True, timeout=180)
+    for _ in range(nodes - 1):
+        subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", *common], check=True, capture_output=True,
+                       timeout=180)
+    return f"127.0.0.1:{port}"
+
+
 def timed_search(c, out: Path, **kw) -> tuple[float, dict]:
     run = Run.create(c, out=out)
     t = time.monotonic()
@@ -45,9 +64,6 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=16)
     args = ap.parse_args()
-    import ray
-    from ray.cluster_utils import Cluster
-
     rows, per = [], {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -60,17 +76,12 @@ def main() -> None:
                          "-", "-"])
         for nodes in (1, 2):
             t = time.monotonic()
-            cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1",
-                                                                      "include_dashboard": False})
-            for _ in range(nodes - 1):
-                cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
-            ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
+            address = start_cluster(nodes)
             startup = time.monotonic() - t
             try:
-                wall, counts = timed_search(c, tmp / f"ray{nodes}", backend="ray", workers=nodes)
+                wall, counts = timed_search(c, tmp / f"ray{nodes}", backend="ray", workers=nodes, address=address)
             finally:
-                ray.shutdown()
-                cluster.shutdown()
+                subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=180)
             overhead = wall / args.trials - per[("local", nodes)]
             rows.append([f"Ray, {nodes} node{'s' if nodes > 1 else ''} (1 CPU each)", f"{args.trials}",
                          f"{counts['COMPLETE'] + counts['PRUNED']}", f"{wall:.1f}", f"{args.trials / wall * 60:.1f}",
