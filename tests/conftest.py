@@ -30,3 +30,19 @@ def mlperf_models(shared_data: Path) -> Path:
     if not root.is_dir():
         pytest.skip(f"MLPerf Tiny models not found under {shared_data}")
     return root
+
+
+@pytest.fixture
+def digits_contract():
+    """Factory: write a copy of examples/digits.yaml with a smaller search (and accuracy budget) into a folder."""
+    import yaml
+
+    def write(folder: Path, *, accuracy: float = 0.5, name: str = "digits-small.yaml", **search: object) -> Path:
+        doc = yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
+        doc["search"].update(search)
+        doc["budgets"]["accuracy"] = accuracy
+        path = folder / name
+        path.write_text(yaml.safe_dump(doc))
+        return path
+
+    return write

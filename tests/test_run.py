@@ -23,19 +23,22 @@ from chipfit.run import load_run
 REPO = Path(__file__).resolve().parents[1]
 
 
-def small_contract(tmp: Path, **search) -> Path:
-    data = yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
-    data["search"].update({"trials": 8, "epochs": 6, "rung_epochs": 2, "time_budget_s": 600, **search})
-    data["budgets"]["accuracy"] = 0.5
-    p = tmp / "digits-small.yaml"
-    p.write_text(yaml.safe_dump(data))
-    return p
+SEARCH = {"trials": 8, "epochs": 6, "rung_epochs": 2, "time_budget_s": 600}
+
+
+@pytest.fixture
+def small_contract(digits_contract):
+    return lambda tmp, **search: digits_contract(tmp, **{**SEARCH, **search})
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
-    res = CliRunner().invoke(app, ["run", str(small_contract(tmp)), "--out", str(tmp / "out"), "--json"])
+    doc = yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
+    doc["search"].update(SEARCH)
+    doc["budgets"]["accuracy"] = 0.5
+    (tmp / "digits-small.yaml").write_text(yaml.safe_dump(doc))
+    res = CliRunner().invoke(app, ["run", str(tmp / "digits-small.yaml"), "--out", str(tmp / "out"), "--json"])
     assert res.exit_code == 0, res.output
     return tmp / "out", json.loads(res.stdout)
 
@@ -104,7 +107,7 @@ def test_resume_of_finished_run_trains_nothing(finished_run):
     assert (run_dir / "candidates.jsonl").read_text() == before
 
 
-def test_nothing_fits_exits_3_and_names_binding_budget(tmp_path):
+def test_nothing_fits_exits_3_and_names_binding_budget(tmp_path, small_contract):
     p = small_contract(tmp_path, trials=5)
     data = yaml.safe_load(p.read_text())
     data["budgets"]["latency_ms"] = {"max": 0.0005}
@@ -118,7 +121,7 @@ def test_nothing_fits_exits_3_and_names_binding_budget(tmp_path):
     assert report["verdict"] == "FAIL" and "latency_ms" in report["binding"] and report["closest"]
 
 
-def test_kill_9_then_resume_keeps_finished_candidates(tmp_path):
+def test_kill_9_then_resume_keeps_finished_candidates(tmp_path, small_contract):
     contract = small_contract(tmp_path, trials=10, epochs=40, rung_epochs=3)
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

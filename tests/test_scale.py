@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from chipfit.cli import app
@@ -22,13 +21,7 @@ from chipfit.cli import app
 REPO = Path(__file__).resolve().parents[1]
 
 
-def contract(tmp: Path, **search) -> Path:
-    doc = yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
-    doc["search"].update({"trials": 8, "epochs": 5, "rung_epochs": 2, "threads": 1, **search})
-    doc["budgets"]["accuracy"] = 0.3
-    p = tmp / "c.yaml"
-    p.write_text(yaml.safe_dump(doc))
-    return p
+SEARCH = {"trials": 8, "epochs": 5, "rung_epochs": 2, "threads": 1}
 
 
 def records(run_dir: Path) -> list[dict]:
@@ -44,9 +37,9 @@ def check_once_each(run_dir: Path, trials: int) -> list[dict]:
     return recs
 
 
-def test_local_workers_share_one_run(tmp_path):
-    res = CliRunner().invoke(app, ["run", str(contract(tmp_path)), "--out", str(tmp_path / "r"), "--workers", "2",
-                                   "--json"])
+def test_local_workers_share_one_run(tmp_path, digits_contract):
+    path = digits_contract(tmp_path, accuracy=0.3, **SEARCH)
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "r"), "--workers", "2", "--json"])
     assert res.exit_code == 0, res.output
     recs = check_once_each(tmp_path / "r", 8)
     assert any(r["state"] == "COMPLETE" for r in recs)
@@ -92,13 +85,14 @@ def _kill_one_training_worker(stop: threading.Event, out: Path, killed: list[int
         time.sleep(0.2)
 
 
-def test_ray_cluster_survives_a_killed_worker(tmp_path, ray_cluster):
+def test_ray_cluster_survives_a_killed_worker(tmp_path, ray_cluster, digits_contract):
     out = tmp_path / "ray-run"
     stop, killed = threading.Event(), []
     killer = threading.Thread(target=_kill_one_training_worker, args=(stop, out, killed), daemon=True)
     killer.start()
     try:
-        res = subprocess.run([sys.executable, "-m", "chipfit.cli", "run", str(contract(tmp_path, epochs=12)),
+        path = digits_contract(tmp_path, accuracy=0.3, **{**SEARCH, "epochs": 12})
+        res = subprocess.run([sys.executable, "-m", "chipfit.cli", "run", str(path),
                               "--out", str(out), "--backend", "ray", "--address", ray_cluster, "--json"],
                              capture_output=True, text=True, cwd=REPO, timeout=900)
     finally:
