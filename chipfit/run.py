@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
@@ -19,6 +20,7 @@ import yaml
 
 from chipfit.contract import Contract, load_contract
 from chipfit.cost.model import Cost, CostModel
+from chipfit.data.dataset import Dataset
 from chipfit.errors import ChipfitError, UsageError
 from chipfit.logging import get_logger
 from chipfit.search.callbacks import SearchCallbacks
@@ -90,6 +92,13 @@ class Run:
             self._target = self.contract.get_target()
         return self._target
 
+    @functools.cached_property
+    def dataset(self) -> Dataset:
+        """The contract's data, loaded once per Run (finalize, exporters and references share it)."""
+        from chipfit.data.sources import load_dataset
+
+        return load_dataset(self.contract)
+
     @property
     def candidates(self) -> list[CandidateRecord]:
         return self.store.load()
@@ -149,7 +158,6 @@ class Run:
         ``backend``/``workers``/``address`` override the contract's search settings: ``local`` with N
         workers runs N processes here; ``ray`` runs candidate trainings as Ray tasks on a cluster.
         """
-        from chipfit.data.sources import load_dataset
         from chipfit.search.claims import Claims, recover
         from chipfit.search.loop import SearchLoop, open_study
 
@@ -158,7 +166,7 @@ class Run:
         t0 = time.monotonic()
         deadline = t0 + s.time_budget_s if s.time_budget_s else None
         recover(open_study(self.dir, s.seed, s.trials), Claims(self.dir), {r.key for r in self.candidates})
-        data = load_dataset(self.contract)
+        data = self.dataset
         if backend == "ray":
             from chipfit.search.ray_backend import run_ray
 
@@ -183,12 +191,11 @@ class Run:
         """Train a named reference architecture (e.g. ``"resnet8"``) through the same pipeline, data and
         target, whatever its cost, and measure its int8 model on the test split (for comparison)."""
         from chipfit.data.preprocess import Preprocessor
-        from chipfit.data.sources import load_dataset
         from chipfit.quantize.int8 import onnx_accuracy
         from chipfit.search.loop import SearchLoop
         from chipfit.space import reference_config
 
-        data = load_dataset(self.contract)
+        data = self.dataset
         loop = SearchLoop(self.contract, data, self.target, self.dir)
         rec = loop.evaluate(reference_config(name), 0, train_infeasible=True, subdir=f"references/{name}")
         out: dict[str, Any] = {"name": name, "record": rec.to_dict()}
@@ -209,7 +216,6 @@ class Run:
     def finalize(self) -> dict[str, Any]:
         """Measure the best candidate's int8 model on the test split, copy it to ``best/`` and write
         ``report.json``. Returns the report."""
-        from chipfit.data.sources import load_dataset
         from chipfit.quantize.int8 import onnx_accuracy
 
         t0 = time.monotonic()
@@ -227,7 +233,7 @@ class Run:
                           "candidate violates a budget" if cands else "no candidate was recorded")
         else:
             best = sel.best
-            data = load_dataset(self.contract)
+            data = self.dataset
             from chipfit.data.preprocess import Preprocessor
 
             pre = Preprocessor.from_dict(json.loads((self.dir / best.artifacts["preprocess"]).read_text()))

@@ -101,7 +101,7 @@ class CostModel:
         cpu_rt = rt.cpu_fallback if rt.accelerators and rt.cpu_fallback in runtimes() else rt_name
         if target.core not in runtimes()[cpu_rt].cores:
             cpu_rt = rt_name
-        eff = efficiency(target.core, cpu_rt if target.core in runtimes()[cpu_rt].cores else rt_name)
+        eff = efficiency(target.core, cpu_rt)
         fp_scale = 1.0
         if dtype in ("float32", "float16"):
             fp_scale = ct.fp32_macs_per_cycle / ct.int8_macs_per_cycle

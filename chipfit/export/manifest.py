@@ -51,11 +51,10 @@ def drift_reference(run: Run, *, window: int = 64, false_alarm_rate: float = 0.0
     import numpy as np
 
     from chipfit.data.preprocess import Preprocessor
-    from chipfit.data.sources import load_dataset
     from chipfit.quantize.int8 import session
     from chipfit.runtime.drift import DriftReference
 
-    data = load_dataset(run.contract)
+    data = run.dataset
     pre = Preprocessor.from_dict(json.loads((run.dir / "best" / "preprocess.json").read_text()))
     sess = session(run.dir / "best" / "model.int8.onnx")
     name = sess.get_inputs()[0].name

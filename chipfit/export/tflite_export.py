@@ -84,7 +84,6 @@ class TfliteExporter(Exporter):
         import torch
 
         from chipfit.data.preprocess import Preprocessor
-        from chipfit.data.sources import load_dataset
         from chipfit.space import ArchConfig, create_space
 
         best = run.best
@@ -93,7 +92,7 @@ class TfliteExporter(Exporter):
         model = space.build(cfg)
         model.load_state_dict(torch.load(run.dir / "best" / "model.pt", weights_only=True))
         pre = Preprocessor.from_dict(json.loads((run.dir / "best" / "preprocess.json").read_text()))
-        data = load_dataset(run.contract)
+        data = run.dataset
         rng = np.random.default_rng(run.contract.search.seed)
         n = min(len(data.x_train), run.contract.search.calibration_samples)
         calib = pre(data.x_train[rng.permutation(len(data.x_train))[:n]])
