@@ -1,0 +1,108 @@
+"""Local runtimes: ONNX Runtime (CPU execution provider) and LiteRT (``ai-edge-litert``), with peak memory
+taken in a fresh process (see :mod:`chipfit.measure.memory`).
+
+>>> import onnx
+>>> from onnx import TensorProto, helper
+>>> g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+...                       [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+...                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])])
+>>> from chipfit.measure.modelfile import inspect_model_bytes
+>>> mf = inspect_model_bytes(helper.make_model(g).SerializeToString(), name="relu.onnx")
+>>> m = OrtRuntime().measure(mf, rounds=2, runs=5)
+>>> m.source, m.runs, m.latency_ms <= m.p50_ms
+('measured', 10, True)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from chipfit.errors import MeasurementError
+from chipfit.measure.base import Runtime
+from chipfit.measure.modelfile import ModelFile
+
+
+class OrtRuntime(Runtime):
+    """ONNX Runtime, CPU execution provider, ``threads`` intra-op threads, sequential execution."""
+
+    name: ClassVar[str] = "onnxruntime"
+    kinds: ClassVar[tuple[str, ...]] = ("onnx",)
+
+    def describe(self) -> str:
+        import onnxruntime as ort
+
+        return f"onnxruntime {ort.__version__} (CPU, {self.threads} intra-op thread{'s' * (self.threads != 1)})"
+
+    def session(self, model: ModelFile) -> Any:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.log_severity_level = 3
+        try:
+            return ort.InferenceSession(model.data, so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # ORT raises its own Fail / InvalidGraph / NotImplemented types
+            raise MeasurementError(f"onnxruntime cannot load '{model.name}': {str(e).splitlines()[0][:300]}") from None
+
+    def open(self, model: ModelFile, inputs: dict[str, np.ndarray]) -> Callable[[], Any]:
+        self.check_kind(model)
+        sess = self.session(model)
+        feed = dict(inputs)
+        try:
+            sess.run(None, feed)
+        except Exception as e:
+            shapes = {k: v.shape for k, v in feed.items()}
+            raise MeasurementError(f"onnxruntime cannot run '{model.name}' on inputs {shapes}: "
+                                   f"{str(e).splitlines()[0][:300]}") from None
+        return functools.partial(sess.run, None, feed)
+
+    def peak_memory(self, model: ModelFile) -> tuple[int, str] | None:
+        from chipfit.measure.memory import fresh_process_peak
+
+        return fresh_process_peak(model, "onnxruntime", self.threads)
+
+
+class LiteRtRuntime(Runtime):
+    """LiteRT (TFLite) interpreter from ``ai-edge-litert`` with its default XNNPACK delegate."""
+
+    name: ClassVar[str] = "litert"
+    kinds: ClassVar[tuple[str, ...]] = ("tflite",)
+
+    def describe(self) -> str:
+        try:
+            from importlib.metadata import version
+
+            v = version("ai-edge-litert")
+        except Exception:
+            v = "?"
+        return f"litert {v} (XNNPACK, {self.threads} thread{'s' * (self.threads != 1)})"
+
+    def interpreter(self, model: ModelFile) -> Any:
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            it = Interpreter(model_content=model.data, num_threads=self.threads)
+            it.allocate_tensors()
+        except Exception as e:
+            raise MeasurementError(f"LiteRT cannot load '{model.name}': {str(e).splitlines()[0][:300]}") from None
+        return it
+
+    def open(self, model: ModelFile, inputs: dict[str, np.ndarray]) -> Callable[[], Any]:
+        self.check_kind(model)
+        it = self.interpreter(model)
+        details = it.get_input_details()
+        for d, (_, x) in zip(details, inputs.items(), strict=False):
+            it.set_tensor(d["index"], np.asarray(x, dtype=d["dtype"]).reshape(d["shape"]))
+        it.invoke()
+        return it.invoke
+
+    def peak_memory(self, model: ModelFile) -> tuple[int, str] | None:
+        from chipfit.measure.memory import fresh_process_peak
+
+        return fresh_process_peak(model, "litert", self.threads)

@@ -1,0 +1,95 @@
+"""Peak memory of a model, measured in a fresh process.
+
+In-process RSS deltas mislead: the first session in a process pays the runtime's one-time set-up and later
+ones reuse freed memory (STACK-NOTES.md section 7). So a child process imports the runtime, reads its
+peak RSS (``VmHWM``), loads the model, runs it 20 times, and reads ``VmHWM`` again; for ONNX Runtime the
+same is done for a one-node Identity model and subtracted, removing the runtime's own set-up cost.
+
+Run as ``python -m chipfit.measure.memory KIND PATH THREADS``; prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from chipfit.errors import MeasurementError
+from chipfit.measure.modelfile import ModelFile
+
+
+def _vm_hwm() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise MeasurementError("no VmHWM in /proc/self/status: peak memory needs Linux.")
+
+
+def _identity_onnx() -> bytes:
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])])
+    return helper.make_model(g).SerializeToString()
+
+
+def _child(kind: str, path: str, threads: int) -> dict[str, int]:
+    import numpy as np
+
+    from chipfit.measure.modelfile import inspect_model_bytes
+
+    data = Path(path).read_bytes() if path != "-identity" else _identity_onnx()
+    mf = inspect_model_bytes(data, name=Path(path).name)
+    if kind == "onnxruntime":
+        import onnxruntime  # noqa: F401  (import before the first reading: the import is not the model's)
+
+        from chipfit.measure.local import OrtRuntime as R
+    else:
+        from ai_edge_litert.interpreter import Interpreter  # noqa: F401
+
+        from chipfit.measure.local import LiteRtRuntime as R
+    before = _vm_hwm()
+    fn = R(threads=threads).open(mf, mf.random_inputs(0))
+    for _ in range(20):
+        fn()
+    np.zeros(1)
+    return {"before": before, "after": _vm_hwm()}
+
+
+def _spawn(kind: str, path: str, threads: int) -> int:
+    proc = subprocess.run([sys.executable, "-m", "chipfit.measure.memory", kind, path, str(threads)],
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise MeasurementError(f"the memory-measuring process for '{Path(path).name}' failed: {tail[0][:300]}")
+    d = json.loads(proc.stdout.strip().splitlines()[-1])
+    return int(d["after"]) - int(d["before"])
+
+
+@functools.cache
+def _baseline(kind: str, threads: int) -> int:
+    return _spawn(kind, "-identity", threads) if kind == "onnxruntime" else 0
+
+
+def fresh_process_peak(model: ModelFile, kind: str, threads: int = 1) -> tuple[int, str]:
+    """``(bytes, method)``: peak-RSS growth of a fresh process loading and running ``model``, minus the
+    runtime's baseline where one is known."""
+    with tempfile.TemporaryDirectory(prefix="chipfit-mem-") as d:
+        p = Path(d) / model.name
+        p.write_bytes(model.data)
+        delta = _spawn(kind, str(p), threads)
+    base = _baseline(kind, threads)
+    if kind == "onnxruntime":
+        method = (f"fresh process: VmHWM growth over load + 20 runs, minus an Identity model's "
+                  f"({base / 2**20:.1f} MiB, ONNX Runtime's own set-up)")
+    else:
+        method = "fresh process: VmHWM growth over load + 20 runs (LiteRT baseline not subtracted)"
+    return max(0, delta - base), method
+
+
+if __name__ == "__main__":
+    print(json.dumps(_child(sys.argv[1], sys.argv[2], int(sys.argv[3]))))
