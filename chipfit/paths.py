@@ -23,3 +23,14 @@ def is_dir(path: str | Path) -> bool:
         return Path(path).is_dir()
     except (OSError, ValueError):
         return False
+
+
+def cache_dir() -> Path:
+    """Where chipfit keeps what it measured about this machine (host profile, calibrations):
+    ``$CHIPFIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/chipfit``, else ``~/.cache/chipfit``."""
+    import os
+
+    if os.environ.get("CHIPFIT_CACHE_DIR"):
+        return Path(os.environ["CHIPFIT_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "chipfit"

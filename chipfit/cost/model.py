@@ -18,10 +18,12 @@ front-end buffers), latency, energy per inference. Every figure is ``predicted``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from chipfit.cost.arena import ArenaPlan, buffers, plan
+from chipfit.cost.calibration import Calibration
 from chipfit.graph.opgraph import DTYPE_BYTES, OpClass, OpGraph
 from chipfit.targets.knowledge import MAC_CLASSES, core_types, efficiency, runtimes
 from chipfit.targets.target import Target
@@ -83,10 +85,29 @@ class Cost:
 
 
 class CostModel:
-    """Analytical cost model. Stateless apart from an optional calibration (per-class scale factors)."""
+    """Analytical cost model. Optionally calibrated: ``calibrations`` are fitted latency models
+    (:class:`~chipfit.cost.calibration.Calibration`) that replace the analytical latency for the target x
+    runtime x dtype they were measured on; ``calibration`` is a legacy per-class scale on the analytical one.
+    With ``auto_calibration`` (the default) a calibration cached by ``chipfit calibrate`` for this machine's
+    ``host`` target is picked up automatically."""
 
-    def __init__(self, calibration: dict[str, float] | None = None) -> None:
+    def __init__(self, calibration: dict[str, float] | None = None, *,
+                 calibrations: Sequence[Calibration] = (), auto_calibration: bool = True) -> None:
         self.calibration = dict(calibration or {})
+        self.calibrations = tuple(calibrations)
+        self.auto_calibration = auto_calibration
+
+    def calibration_for(self, target: Target, runtime: str, dtype: str) -> Calibration | None:
+        """The calibration that applies to ``target`` x ``runtime`` x ``dtype``, if any."""
+        for cal in self.calibrations:
+            if cal.applies_to(target.name, runtime, dtype):
+                return cal
+        if self.auto_calibration and target.name == "host" and target.origin == "host":
+            from chipfit.cost.calibration import find_calibration
+            from chipfit.measure.base import host_device
+
+            return find_calibration("host", runtime, dtype, f"host: {host_device()}")
+        return None
 
     def estimate(self, graph: OpGraph, target: Target, *, runtime: str | None = None, dtype: str = "int8",
                  frontend_ops: int = 0, frontend_ram_bytes: int = 0) -> Cost:
@@ -122,6 +143,12 @@ class CostModel:
         acc_energy_mj = 0.0
         layers: list[LayerCost] = []
         total_s = 0.0
+        peak = (target.peak_gmacs or {}).get("int8" if dtype == "int8" else "float32")
+        peak_macs_s = peak * 1e9 if peak else None  # measured peak (the host), used with the runtime's efficiency share
+        cal = self.calibration_for(target, rt_name, dtype)
+        cal_ms = cal.node_ms(graph) if cal is not None else None
+        if cal is not None:
+            total_s += cal.coefficients.get("const", 0.0) / 1e3
         for i, n in enumerate(graph.nodes):
             if n.op.value not in rt.ops or (n.op is OpClass.OTHER and n.op_type not in rt.ops):
                 unsupported.append(f"op {n.op_type} ({n.name}): not supported by {rt_name}")
@@ -143,7 +170,10 @@ class CostModel:
                 overhead_s = rt.node_overhead_cycles / clock_hz
                 unit = acc.kind
             else:
-                if n.op.value in MAC_CLASSES:
+                if n.op.value in MAC_CLASSES and peak_macs_s:
+                    share = eff.macs_per_cycle[n.op.value] / ct.int8_macs_per_cycle
+                    compute_s = n.macs / (peak_macs_s * share * parallel)
+                elif n.op.value in MAC_CLASSES:
                     compute_s = n.macs / (eff.macs_per_cycle[n.op.value] * fp_scale * clock_hz * parallel)
                 else:
                     elems = out_elems if n.op is not OpClass.POOL else sum(
@@ -154,6 +184,8 @@ class CostModel:
                 unit = "cpu"
             body = max(compute_s, memory_s)
             seconds = body * scale + overhead_s
+            if cal_ms is not None:
+                seconds = cal_ms[i] / 1e3
             if on_acc and acc.power_mw:
                 acc_energy_mj += seconds * acc.power_mw
             total_s += seconds
@@ -181,7 +213,8 @@ class CostModel:
             weights_bytes=weight_bytes, flash_bytes=flash, ram_bytes=ram, arena_bytes=arena.arena,
             arena_lower_bound_bytes=arena.lower_bound, frontend_ram_bytes=int(frontend_ram_bytes),
             latency_ms=latency_ms, energy_mj=energy_mj, layers=tuple(layers), unsupported=tuple(unsupported),
-            efficiency_source=eff.source, basis=basis, arena_plan=_plan_dict(arena),
+            efficiency_source=cal.describe() if cal is not None else eff.source,
+            basis=basis + (" (calibrated)" if cal is not None else ""), arena_plan=_plan_dict(arena),
         )
 
 

@@ -1,4 +1,7 @@
-"""The ``host`` target: this machine, read from the OS (clock, memory), run with ONNX Runtime on one thread."""
+"""The ``host`` target: this machine, run with ONNX Runtime on one intra-op thread. Clock and memory are read
+from the OS; peak int8 / fp32 MAC rates and memory bandwidth are measured on first use and cached
+(:mod:`chipfit.measure.hostprofile`). Its latency predicts the drift-stable (minimum over interleaved rounds)
+latency ONNX Runtime measures here; ``chipfit calibrate --target host`` fits that prediction to measurements."""
 
 from __future__ import annotations
 
@@ -31,10 +34,14 @@ def host_target() -> Target:
     arch = platform.machine().lower()
     core = "x86-64" if arch in ("x86_64", "amd64") else "cortex-a72"
     ram_kb = psutil.virtual_memory().total / 1024
+    from chipfit.measure.hostprofile import host_profile
+
+    hp = host_profile()
     disk_kb = psutil.disk_usage(str(Path.cwd())).free / 1024
     return Target(
         name="host", core=core, clock_mhz=round(mhz, 1), sram_kb=round(ram_kb), flash_kb=round(disk_kb),
         runtimes=("onnxruntime", "tflite-xnnpack"), active_power_mw=10_000.0, sleep_power_uw=5e6, cores=1,
+        mem_bandwidth_gbps=hp.mem_bandwidth_gbps, peak_gmacs={"int8": hp.int8_gmacs, "float32": hp.fp32_gmacs},
         description=f"this machine ({platform.processor() or arch}, {psutil.cpu_count()} logical CPUs); "
         "ONNX Runtime with one intra-op thread",
         origin="host",
@@ -42,6 +49,8 @@ def host_target() -> Target:
             "clock_mhz": mhz_src, "sram_kb": "measured: psutil.virtual_memory().total",
             "flash_kb": "measured: free disk space of the working directory",
             "cores": "chipfit runs ONNX Runtime with one intra-op thread on the host",
+            "mem_bandwidth_gbps": f"measured {hp.measured_at[:10]}: {hp.method}",
+            "peak_gmacs": f"measured {hp.measured_at[:10]} with {hp.runtime}: {hp.method}",
             "active_power_mw": "est.: 10 W for one busy core (no RAPL reading)",
             "sleep_power_uw": "est.: 5 W idle",
         },

@@ -46,6 +46,7 @@ class Target:
     arena_kb: float | None = None
     mem_bandwidth_gbps: float | None = None
     accelerator: Accelerator | None = None
+    peak_gmacs: Mapping[str, float] | None = None
     description: str = ""
     notes: str = ""
     origin: str = "builtin"
@@ -70,4 +71,6 @@ class Target:
         d = asdict(self)
         d["sources"] = dict(self.sources)
         d["runtimes"] = list(self.runtimes)
+        if self.peak_gmacs is not None:
+            d["peak_gmacs"] = dict(self.peak_gmacs)
         return d

@@ -1,0 +1,211 @@
+"""Calibration: a latency model for one target x runtime x dtype, fitted to measurements of probe networks.
+
+The analytical model (:mod:`chipfit.cost.model`) prices each node from datasheet peaks and published
+efficiencies. Where the runtime can be measured (the host, or a board behind ``chipfit agent``) chipfit
+instead fits, by non-negative least squares on relative error, the cost of each *feature* of a node:
+MACs per op class (with the channel padding vectorised kernels pay), per-node overheads, the elements a
+node reads and writes, and two effects found by profiling ONNX Runtime on x86 (``chipfit/measure``):
+
+- a first convolution over 1-3 input channels runs an unvectorised im2col (cost per im2col element);
+- a convolution whose input or output feeds several nodes (a residual block) is not fused into
+  ``QLinearConv`` by ONNX Runtime's QDQ optimiser and runs in float between Dequantize/Quantize nodes.
+
+The prediction of a graph is the sum of its nodes' feature costs plus a fixed per-inference cost; the
+per-node sums become the per-layer latencies of the :class:`~chipfit.cost.model.Cost`.
+
+>>> cal = Calibration(target="host", runtime="onnxruntime", dtype="int8", device="d", scheme=SCHEME,
+...                   coefficients={"const": 0.01, "nodes_dense": 0.002, "pmacs_dense": 1e-6},
+...                   measurements=3, estimator="min")
+>>> cal.applies_to("host", "onnxruntime", "int8")
+True
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as _dt
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chipfit.errors import MeasurementError
+from chipfit.graph.opgraph import OpGraph
+
+SCHEME = "cpu-features-v1"
+_CONV_N, _CONV_K, _DW_C, _DW_VEC = 32, 4, 64, 16  # padding widths, chosen on an exploratory probe set (seed 7)
+
+
+def _up(x: int, b: int) -> int:
+    return -(-x // b) * b
+
+
+def node_features(graph: OpGraph) -> list[dict[str, float]]:
+    """Per node (in graph order) the features the calibrated model prices; alias nodes get ``{}``."""
+    consumers = collections.Counter(t for n in graph.nodes for t in n.inputs)
+    for t in graph.outputs:
+        consumers[t] += 1
+    out: list[dict[str, float]] = []
+    for n in graph.nodes:
+        f: dict[str, float] = {}
+        if n.op.is_alias:
+            out.append(f)
+            continue
+        outs = [graph.tensors[t] for t in n.outputs if t in graph.tensors]
+        ins = [graph.tensors[t] for t in n.inputs if t in graph.tensors]
+        out_n, in_n = sum(t.numel for t in outs), sum(t.numel for t in ins)
+        c = n.op.value
+        f[f"nodes_{c}"] = 1.0
+        if c in ("conv", "depthwise", "dense"):
+            cout = outs[0].shape[1] if outs and len(outs[0].shape) > 1 else 1
+            cin = ins[0].shape[1] if ins and len(ins[0].shape) > 1 else 1
+            pix = max(1, out_n // max(1, cout))
+            taps = n.macs // max(1, out_n) if c == "depthwise" else n.macs // max(1, pix * cout)
+            fans = c != "dense" and (consumers[n.inputs[0]] > 1 or consumers[n.outputs[0]] > 1)
+            if fans:
+                f.update(fmacs=n.macs, fnodes=1.0, fio=in_n + out_n)
+            elif c == "conv" and cin < 4:
+                f.update(stem_n=1.0, stem_im2col=pix * taps, stem_macs=n.macs, stem_out=out_n)
+            elif c == "depthwise":
+                f.update(pmacs_dw=pix * _up(cout, _DW_C) * taps, in_dw=in_n, out_dw=out_n)
+                if cout % _DW_VEC:
+                    f["dw_unal"] = n.macs
+            else:
+                f[f"pmacs_{c}"] = pix * _up(cout, _CONV_N) * _up(taps, _CONV_K)
+                f[f"im2col_{c}"] = pix * taps
+                f[f"out_{c}"] = out_n
+        else:
+            f[f"elems_{c}"] = in_n + out_n
+        out.append(f)
+    return out
+
+
+def graph_features(graph: OpGraph) -> dict[str, float]:
+    """The graph's features summed over nodes, plus ``const`` (one per inference)."""
+    total: dict[str, float] = {"const": 1.0}
+    for f in node_features(graph):
+        for k, v in f.items():
+            total[k] = total.get(k, 0.0) + v
+    return total
+
+
+@dataclass(frozen=True)
+class FitStats:
+    """In-sample quality of a fit (relative error of the prediction against the measurement)."""
+
+    median_abs_error: float
+    within_10: float
+    within_20: float
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Fitted cost per feature (ms per unit) for one target x runtime x dtype on one device."""
+
+    target: str
+    runtime: str
+    dtype: str
+    device: str
+    scheme: str
+    coefficients: Mapping[str, float]
+    measurements: int
+    estimator: str
+    runtime_version: str = ""
+    created: str = ""
+    fit: FitStats | None = None
+    source: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def applies_to(self, target: str, runtime: str, dtype: str) -> bool:
+        return (self.target, self.runtime, self.dtype) == (target, runtime, dtype) and self.scheme == SCHEME
+
+    def node_ms(self, graph: OpGraph) -> list[float]:
+        """Predicted ms per node (0 for alias nodes)."""
+        c = self.coefficients
+        return [sum(c.get(k, 0.0) * v for k, v in f.items()) for f in node_features(graph)]
+
+    def predict_ms(self, graph: OpGraph) -> float:
+        return float(self.coefficients.get("const", 0.0) + sum(self.node_ms(graph)))
+
+    def describe(self) -> str:
+        fit = f", in-sample median error {self.fit.median_abs_error:.1%}" if self.fit else ""
+        by = self.runtime_version or self.runtime
+        return (f"calibrated: {self.measurements} probe measurements ({self.estimator}) by {by} on {self.device}, "
+                f"{self.created[:10]}{fit}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["coefficients"] = dict(self.coefficients)
+        d["extra"] = dict(self.extra)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Calibration:
+        kw = dict(d)
+        kw["fit"] = FitStats(**kw["fit"]) if kw.get("fit") else None
+        return cls(**kw)
+
+    def save(self, path: str | Path) -> Path:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2))
+        tmp.replace(p)
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path) -> Calibration:
+        p = Path(path)
+        try:
+            return cls.from_dict(json.loads(p.read_text()))
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            raise MeasurementError(f"calibration file '{p}' is unreadable ({type(e).__name__}: {e}); delete it "
+                                   "and run `chipfit calibrate` again.") from None
+
+
+def fit_calibration(graphs: Sequence[OpGraph], measured_ms: Sequence[float], *, target: str, runtime: str,
+                    dtype: str, device: str, estimator: str, runtime_version: str = "",
+                    source: str = "") -> Calibration:
+    """Fit feature costs to measurements by non-negative least squares on relative error."""
+    from scipy.optimize import nnls
+
+    y = np.asarray(measured_ms, dtype=np.float64)
+    if len(graphs) != len(y) or len(y) < 3:
+        raise MeasurementError(f"a calibration needs >= 3 measured graphs, one latency each; given {len(graphs)} "
+                               f"graphs and {len(y)} latencies.")
+    if np.any(~np.isfinite(y)) or np.any(y <= 0):
+        raise MeasurementError("every measured latency must be a positive number.")
+    feats = [graph_features(g) for g in graphs]
+    keys = sorted(set().union(*feats))
+    x = np.array([[f.get(k, 0.0) for k in keys] for f in feats])
+    scale = np.maximum(x.max(axis=0), 1e-12)  # column scaling keeps NNLS well conditioned
+    coef_scaled, _ = nnls((x / scale) / y[:, None], np.ones(len(y)), maxiter=50 * len(keys))
+    coef = coef_scaled / scale
+    rel = np.abs(x @ coef / y - 1)
+    stats = FitStats(float(np.median(rel)), float(np.mean(rel <= 0.10)), float(np.mean(rel <= 0.20)))
+    return Calibration(target=target, runtime=runtime, dtype=dtype, device=device, scheme=SCHEME,
+                       coefficients={k: float(v) for k, v in zip(keys, coef, strict=True) if v > 0},
+                       measurements=len(y), estimator=estimator, runtime_version=runtime_version,
+                       created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), fit=stats, source=source)
+
+
+def calibration_path(target: str, runtime: str, dtype: str, device: str) -> Path:
+    """Where the calibration for this target x runtime x dtype on ``device`` is cached."""
+    import hashlib
+
+    from chipfit.paths import cache_dir
+
+    tag = hashlib.sha256(device.encode()).hexdigest()[:10]
+    return cache_dir() / "calibrations" / f"{target}-{runtime}-{dtype}-{tag}.json"
+
+
+def find_calibration(target: str, runtime: str, dtype: str, device: str) -> Calibration | None:
+    """The cached calibration for this combination, or None."""
+    p = calibration_path(target, runtime, dtype, device)
+    if not p.is_file():
+        return None
+    cal = Calibration.load(p)
+    return cal if cal.applies_to(target, runtime, dtype) else None
