@@ -10,6 +10,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the tests off the user's cache: a calibration made by `chipfit calibrate` must not change them."""
+    import tempfile
+
+    os.environ["CHIPFIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="chipfit-test-cache-")
+
+
 def _shared_root() -> Path:
     env = os.environ.get("CHIPFIT_SHARED_DATA")
     return Path(env) if env else REPO.parent / "shared" / "data"

@@ -7,6 +7,7 @@ MACs per op class (with the channel padding vectorised kernels pay), per-node ov
 node reads and writes, and two effects found by profiling ONNX Runtime on x86 (``chipfit/measure``):
 
 - a first convolution over 1-3 input channels runs an unvectorised im2col (cost per im2col element);
+- a 1-D convolution has its own fixed cost per node (it runs as a 2-D one of height 1);
 - a convolution whose input or output feeds several nodes (a residual block) is not fused into
   ``QLinearConv`` by ONNX Runtime's QDQ optimiser and runs in float between Dequantize/Quantize nodes.
 
@@ -35,7 +36,7 @@ import numpy as np
 from chipfit.errors import MeasurementError
 from chipfit.graph.opgraph import OpGraph
 
-SCHEME = "cpu-features-v1"
+SCHEME = "cpu-features-v2"
 _CONV_N, _CONV_K, _DW_C, _DW_VEC = 32, 4, 64, 16  # padding widths, chosen on an exploratory probe set (seed 7)
 
 
@@ -58,7 +59,8 @@ def node_features(graph: OpGraph) -> list[dict[str, float]]:
         ins = [graph.tensors[t] for t in n.inputs if t in graph.tensors]
         out_n, in_n = sum(t.numel for t in outs), sum(t.numel for t in ins)
         c = n.op.value
-        f[f"nodes_{c}"] = 1.0
+        one_d = c == "conv" and bool(outs) and len(outs[0].shape) == 3  # 1-D convolutions pay another per-node cost
+        f[f"nodes_{c}_1d" if one_d else f"nodes_{c}"] = 1.0
         if c in ("conv", "depthwise", "dense"):
             cout = outs[0].shape[1] if outs and len(outs[0].shape) > 1 else 1
             cin = ins[0].shape[1] if ins and len(ins[0].shape) > 1 else 1

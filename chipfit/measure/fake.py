@@ -41,8 +41,10 @@ class FakeRuntime(Runtime):
     name: ClassVar[str] = "fake"
 
     def __init__(self, threads: int = 1, *, ms_per_mac: Mapping[str, float] | None = None,
-                 ms_per_node: float = 0.002, fixed_ms: float = 0.01, noise: float = 0.0) -> None:
+                 ms_per_node: float = 0.002, fixed_ms: float = 0.01, noise: float = 0.0,
+                 device: str = "fake device") -> None:
         super().__init__(threads)
+        self._device = device
         self.ms_per_mac = dict(DEFAULT_MS_PER_MAC if ms_per_mac is None else ms_per_mac)
         self.ms_per_node, self.fixed_ms, self.noise = ms_per_node, fixed_ms, noise
 
@@ -50,7 +52,7 @@ class FakeRuntime(Runtime):
         return "fake (deterministic, linear in MACs and nodes)"
 
     def device(self) -> str:
-        return "fake device"
+        return self._device
 
     def open(self, model: ModelFile, inputs: dict[str, np.ndarray]) -> Callable[[], Any]:
         return lambda: None

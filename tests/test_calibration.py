@@ -1,0 +1,107 @@
+"""Calibration: the fit recovers known feature costs, the cost model uses a calibration only where it applies,
+``chipfit calibrate`` saves one that ``profile --target host`` then uses."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from chipfit import create_target, profile
+from chipfit.cost.calibration import Calibration, find_calibration, fit_calibration, graph_features, node_features
+from chipfit.cost.model import CostModel
+from chipfit.errors import MeasurementError, UsageError
+from chipfit.measure.base import host_device
+from chipfit.measure.calibrate import calibrate
+from chipfit.measure.fake import FakeRuntime
+from chipfit.measure.probes import make_probes
+
+
+@pytest.fixture(scope="module")
+def probes(tmp_path_factory):
+    return make_probes(24, tmp_path_factory.mktemp("probes"), seed=3)
+
+
+def test_fit_recovers_known_feature_costs(probes):
+    graphs = [p.graph for p in probes]
+    feats = [graph_features(g) for g in graphs]
+    keys = sorted(set().union(*feats))
+    rng = np.random.default_rng(0)
+    truth = {k: float(rng.uniform(1e-9, 1e-6)) * (1e3 if k.startswith(("nodes", "const", "stem_n", "fnodes")) else 1)
+             for k in keys}
+    y = [sum(truth[k] * v for k, v in f.items()) for f in feats]
+    cal = fit_calibration(graphs, y, target="host", runtime="onnxruntime", dtype="int8", device="d",
+                          estimator="exact")
+    pred = np.array([cal.predict_ms(g) for g in graphs])
+    np.testing.assert_allclose(pred, y, rtol=1e-4)
+    assert cal.fit is not None and cal.fit.within_10 == 1.0
+
+
+def test_fit_rejects_bad_measurements(probes):
+    graphs = [p.graph for p in probes[:4]]
+    with pytest.raises(MeasurementError, match="positive"):
+        fit_calibration(graphs, [1.0, 0.0, 1.0, 1.0], target="host", runtime="onnxruntime", dtype="int8",
+                        device="d", estimator="min")
+    with pytest.raises(MeasurementError, match=">= 3"):
+        fit_calibration(graphs[:2], [1.0, 1.0], target="host", runtime="onnxruntime", dtype="int8", device="d",
+                        estimator="min")
+
+
+def test_node_features_see_fan_out_convolutions_and_stems(probes):
+    for p in probes:
+        feats = node_features(p.graph)
+        assert len(feats) == len(p.graph.nodes)
+        convs = [f for n, f in zip(p.graph.nodes, feats, strict=True) if n.op.value == "conv"]
+        if p.config.family == "mbv2":  # residual blocks: their convolutions run in float in ONNX Runtime
+            assert any("fmacs" in f for f in convs)
+        first = convs[0] if convs else {}
+        if p.graph.tensors[p.graph.inputs[0]].shape[1] < 4 and first and "fmacs" not in first:
+            assert "stem_im2col" in first
+
+
+def test_cost_model_uses_a_calibration_only_where_it_applies(probes):
+    graphs = [p.graph for p in probes]
+    y = [0.01 + 1e-7 * g.macs for g in graphs]
+    cal = fit_calibration(graphs, y, target="host", runtime="onnxruntime", dtype="int8", device="d",
+                          estimator="min")
+    host = create_target("host")
+    cm = CostModel(calibrations=[cal], auto_calibration=False)
+    g = graphs[0]
+    cost = cm.estimate(g, host)
+    assert cost.latency_ms == pytest.approx(cal.predict_ms(g))
+    assert sum(layer.latency_ms for layer in cost.layers) == pytest.approx(cost.latency_ms - cal.coefficients.get(
+        "const", 0.0))
+    assert cost.efficiency_source.startswith("calibrated: 24 probe measurements") and cost.source == "predicted"
+    assert cost.basis.endswith("(calibrated)")
+    # another dtype or another target keeps the analytical model
+    assert not cm.estimate(g, host, dtype="float32").efficiency_source.startswith("calibrated")
+    assert not cm.estimate(g, create_target("stm32h743")).efficiency_source.startswith("calibrated")
+
+
+def test_calibrate_saves_a_calibration_that_profile_uses(tmp_path, monkeypatch, probes):
+    monkeypatch.setenv("CHIPFIT_CACHE_DIR", str(tmp_path))
+    model = probes[0].path
+    before = profile(model, target="host").cost
+    assert not before.efficiency_source.startswith("calibrated")
+    fake = FakeRuntime(device=f"host: {host_device()}")  # stands in for ONNX Runtime on this machine
+    cal = calibrate("host", runtime=fake, probes=8, workdir=tmp_path / "probes")
+    assert find_calibration("host", "onnxruntime", "int8", cal.device) == cal
+    after = profile(model, target="host").cost
+    assert after.efficiency_source == cal.describe()
+    assert after.latency_ms == pytest.approx(cal.predict_ms(probes[0].graph))
+
+
+def test_calibrating_a_board_needs_its_agent():
+    with pytest.raises(UsageError, match="chipfit agent"):
+        calibrate("stm32h743", probes=5)
+
+
+def test_corrupt_calibration_file_says_what_to_do(tmp_path):
+    p = tmp_path / "cal.json"
+    p.write_text("{not json")
+    with pytest.raises(MeasurementError, match="chipfit calibrate"):
+        Calibration.load(p)
+    p.write_text(json.dumps({"target": "host"}))
+    with pytest.raises(MeasurementError, match="unreadable"):
+        Calibration.load(p)
