@@ -49,6 +49,9 @@ def _resolved_contract_dict(contract: Contract) -> dict[str, Any]:
     d = data["task"]["data"]
     if d.get("path") and not Path(d["path"]).is_absolute():
         d["path"] = str((base / d["path"]).resolve())
+    for agent in data.get("measure", {}).get("agents", []):
+        if not Path(agent["token_file"]).is_absolute():
+            agent["token_file"] = str((base / agent["token_file"]).resolve())
     t = data["target"]
     if isinstance(t, str) and (t.endswith((".yaml", ".yml")) or "/" in t) and not Path(t).is_absolute():
         data["target"] = str((base / t).resolve())
@@ -150,6 +153,73 @@ class Run:
     def best(self) -> CandidateRecord | None:
         return self.select().best
 
+    # -- measurement on real runtimes ---------------------------------------------------------------------
+    def measuring_runtimes(self) -> list[Any]:
+        """Where this run's models are measured: ONNX Runtime here when the target is ``host``, plus every
+        agent the contract lists."""
+        from chipfit.measure.agent_client import AgentRuntime, read_token
+        from chipfit.measure.local import OrtRuntime
+
+        out: list[Any] = []
+        if self.target.origin == "host":
+            out.append(OrtRuntime(threads=1))
+        for a in self.contract.measure.agents:
+            out.append(AgentRuntime(a.url, read_token(a.token_file)))
+        return out
+
+    def calibrate(self) -> Any:
+        """The run's calibration (``calibration.json``): made once, before the search, on the first measuring
+        runtime, when the contract asks for it (``measure.calibrate``) and something can measure; else None."""
+        from chipfit.cost.calibration import Calibration
+        from chipfit.measure.calibrate import calibrate
+
+        path = self.dir / "calibration.json"
+        if path.is_file():
+            return Calibration.load(path)
+        m = self.contract.measure
+        runtimes = self.measuring_runtimes() if m.calibrate else []
+        if not runtimes:
+            return None
+        if self.target.runtime != "onnxruntime":
+            log.warning("the target's runtime is %s, but probes are measured with ONNX Runtime: the calibration "
+                        "applies only if the contract pins `runtime: onnxruntime`", self.target.runtime)
+        log.info("calibrating the cost model: %d probe networks on %s", m.calibration_probes, runtimes[0].describe())
+        cal = calibrate(self.target.name, runtime=runtimes[0], probes=m.calibration_probes, dtype=self.contract.dtype,
+                        save=False)
+        cal.save(path)
+        return cal
+
+    def measure_finalists(self, best: CandidateRecord) -> list[dict[str, Any]]:
+        """Measure the best model and the fastest other Pareto models on every measuring runtime, interleaved,
+        each beside its prediction (network only: the front-end is not part of the model file). A runtime
+        that fails is recorded with its error, not fatal."""
+        n = self.contract.measure.finalists
+        runtimes = self.measuring_runtimes() if n else []
+        if not runtimes:
+            return []
+        recs = [best, *[r for r in self.pareto if r.id != best.id][: n - 1]]
+        paths = [self.dir / r.artifacts["int8"] for r in recs]
+        space = create_space(self.contract.input_spec(), self.contract.num_classes)
+        cm = CostModel.for_run(self.dir)
+        preds = [cm.estimate(space.candidate(ArchConfig.from_dict(r.config)).graph, self.target,
+                             dtype=self.contract.dtype) for r in recs]
+        rows: list[dict[str, Any]] = []
+        for rt in runtimes:
+            try:
+                ms = rt.measure_many(paths, rounds=5, runs=20, memory=True)
+            except ChipfitError as e:
+                log.warning("measuring the finalists failed on %s: %s", rt.describe(), e)
+                rows.append({"runtime": rt.describe(), "device": rt.device(), "error": str(e)})
+                continue
+            for r, pred, meas in zip(recs, preds, ms, strict=True):
+                rows.append({"id": r.id, "role": "best" if r.id == best.id else "pareto",
+                             "accuracy_int8": r.accuracy_int8, "predicted_latency_ms": pred.latency_ms,
+                             "predicted_basis": pred.efficiency_source, "measured_latency_ms": meas.latency_ms,
+                             "error": meas.latency_ms / pred.latency_ms - 1 if pred.latency_ms else None,
+                             "runtime": meas.runtime, "device": meas.device, "label": meas.label(),
+                             "measured": meas.to_dict()})
+        return rows
+
     # -- the job ------------------------------------------------------------------------------------------
     def search(self, *, callbacks: SearchCallbacks | None = None, backend: str | None = None,
                workers: int | None = None, address: str | None = None) -> Run:
@@ -166,6 +236,7 @@ class Run:
         t0 = time.monotonic()
         deadline = t0 + s.time_budget_s if s.time_budget_s else None
         recover(open_study(self.dir, s.seed, s.trials), Claims(self.dir), {r.key for r in self.candidates})
+        self.calibrate()
         data = self.dataset
         if backend == "ray":
             from chipfit.search.ray_backend import run_ray
@@ -246,7 +317,8 @@ class Run:
             for key, name in (("onnx", "model.onnx"), ("int8", "model.int8.onnx"), ("torch", "model.pt"),
                               ("preprocess", "preprocess.json")):
                 shutil.copyfile(self.dir / best.artifacts[key], best_dir / name)
-            checks = self._budget_checks(best, test_q, field)
+            measured = self.measure_finalists(best)
+            checks = self._budget_checks(best, test_q, field, measured)
             judged = [b.passed for b in checks if b.passed is not None]
             verdict = "PASS" if judged and all(judged) else "FAIL"
             report.update(
@@ -256,7 +328,7 @@ class Run:
                       "accuracy_float": best.accuracy_float, "predicted": best.predicted,
                       "artifacts": {"onnx": "best/model.onnx", "int8": "best/model.int8.onnx",
                                     "preprocess": "best/preprocess.json"}},
-                test_accuracy_int8=test_q, test_accuracy_float=test_f,
+                test_accuracy_int8=test_q, test_accuracy_float=test_f, measured=measured,
                 robustness=robustness,
                 field_accuracy=None if field is None else {
                     **field, "over": self.contract.budgets.field_accuracy.over
@@ -278,7 +350,7 @@ class Run:
             raise ChipfitError(f"{self.dir}: no trained best candidate")
         space = create_space(self.contract.input_spec(), self.contract.num_classes)
         cand = space.candidate(ArchConfig.from_dict(best.config))
-        return CostModel().estimate(cand.graph, self.target, dtype=self.contract.dtype,
+        return CostModel.for_run(self.dir).estimate(cand.graph, self.target, dtype=self.contract.dtype,
                                     frontend_ops=cand.frontend_ops, frontend_ram_bytes=cand.frontend_ram_bytes)
 
     def _robustness(self, best: CandidateRecord, pre: Any, data: Any) -> tuple[list[dict[str, Any]],
@@ -295,12 +367,21 @@ class Run:
                               seed=self.contract.search.seed, sample_rate_hz=data.sample_rate_hz)
         return rows, summarize(rows)
 
-    def _budget_checks(self, best: CandidateRecord, test_acc: float,
-                       field: dict[str, Any] | None = None) -> list[BudgetCheck]:
+    def _budget_checks(self, best: CandidateRecord, test_acc: float, field: dict[str, Any] | None = None,
+                       measured: list[dict[str, Any]] | None = None) -> list[BudgetCheck]:
+        from chipfit.search.feasibility import measured_latency_check
+
         fa = self.contract.budgets.field_accuracy
         field_acc = None if field is None or fa is None else field[fa.over]
-        return check_budgets(self.best_cost(), self.contract, target=self.target, accuracy=test_acc,
-                             field_accuracy=field_acc)
+        cost = self.best_cost()
+        checks = check_budgets(cost, self.contract, target=self.target, accuracy=test_acc, field_accuracy=field_acc)
+        lat = self.contract.budgets.latency_ms
+        frontend_ms = sum(layer.latency_ms for layer in cost.layers if layer.op == "dsp")
+        for row in measured or []:
+            if lat is not None and row.get("role") == "best":
+                checks.append(measured_latency_check(lat.max, row["measured_latency_ms"] + frontend_ms,
+                                                     row["label"], frontend_ms))
+        return checks
 
     def export(self, fmt: str = "all", *, strict: bool = True) -> dict[str, list[Path]]:
         """Write deployable artifacts into ``best/`` (see :mod:`chipfit.export`)."""
@@ -325,7 +406,7 @@ def _budget_row(b: BudgetCheck) -> dict[str, Any]:
     if b.name in ("accuracy", "field_accuracy") and b.source == "measured":
         d["source"] = "measured (int8, ONNX Runtime, test split)"
     elif b.source == "predicted":
-        d["source"] = "predicted (analytical cost model)"
+        d["source"] = "predicted (cost model)"
     return d
 
 

@@ -158,6 +158,26 @@ class SearchSettings(_Model):
     augment_rate: Annotated[float, Field(ge=0, le=4)] = 0.5  # augmented copies per training sample
 
 
+class AgentSpec(_Model):
+    """A device agent (``chipfit agent`` on the board) that runs the target's runtime."""
+
+    url: Annotated[str, Field(pattern=r"^https?://[^\s/?#]+(/[^\s]*)?$")]
+    token_file: Annotated[str, Field(min_length=1)]
+    name: str | None = None
+
+
+class MeasureSettings(_Model):
+    """Measurement on real runtimes. A run whose target is ``host``, or that lists ``agents``, calibrates its
+    cost model on ``calibration_probes`` generated networks before searching (``calibrate``), and measures
+    its ``finalists`` (the best model and the fastest Pareto models) at the end: on this machine for
+    ``host``, on every agent otherwise. The report shows predicted beside measured."""
+
+    agents: list[AgentSpec] = []
+    calibrate: bool = True
+    calibration_probes: Annotated[int, Field(ge=3, le=500)] = 50
+    finalists: Annotated[int, Field(ge=0, le=50)] = 3
+
+
 class Contract(_Model):
     """A validated, frozen contract. Load one with :func:`chipfit.load_contract`.
 
@@ -178,6 +198,7 @@ class Contract(_Model):
     duty_cycle: DutyCycle | None = None
     field: list[FieldConditionSpec] = []
     search: SearchSettings = SearchSettings()
+    measure: MeasureSettings = MeasureSettings()
 
     # set by the loader: folder that relative paths are resolved from
     base_dir: str = "."

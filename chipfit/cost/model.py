@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from chipfit.cost.arena import ArenaPlan, buffers, plan
@@ -96,6 +97,13 @@ class CostModel:
         self.calibration = dict(calibration or {})
         self.calibrations = tuple(calibrations)
         self.auto_calibration = auto_calibration
+
+    @classmethod
+    def for_run(cls, run_dir: str | Path) -> CostModel:
+        """The cost model of a run: calibrated by the run's ``calibration.json`` when it has one, and never by
+        a cache outside the run (so a resumed run prices candidates exactly as before)."""
+        p = Path(run_dir) / "calibration.json"
+        return cls(calibrations=[Calibration.load(p)] if p.is_file() else (), auto_calibration=False)
 
     def calibration_for(self, target: Target, runtime: str, dtype: str) -> Calibration | None:
         """The calibration that applies to ``target`` x ``runtime`` x ``dtype``, if any."""

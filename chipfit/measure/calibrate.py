@@ -50,6 +50,9 @@ def calibrate(target: str = "host", *, runtime: Runtime | None = None, probes: i
     if probes < 3:
         raise UsageError(f"calibration needs at least 3 probe networks; given {probes}.")
     rt = runtime or default_runtime(target)
+    if probes < 30:
+        log.warning("calibrating on %d probes: the fit has about 25 feature costs, so expect large errors "
+                    "(50 probes gave a median error of ~4%% on unseen networks, BENCHMARKS.md)", probes)
     with tempfile.TemporaryDirectory(prefix="chipfit-probes-") as tmp:
         d = Path(workdir) if workdir else Path(tmp)
         built = make_probes(probes, d, seed=seed, dtype=dtype)

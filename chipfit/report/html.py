@@ -145,13 +145,28 @@ def render(run: Run) -> Path:
     else:
         parts.append("<h2>Robustness</h2><p>No field conditions were evaluated for this run.</p>")
     # predicted vs measured
-    meas = report.get("measurements")
-    parts.append("<h2>Predicted vs measured</h2>" + (
-        _table(["figure", "predicted", "measured", "on"], [[_td(_e(m["name"])), _td(_fmt(m["predicted"]), "num"),
-                                                           _td(_fmt(m["measured"]), "num"), _td(_e(m["on"]))]
-                                                          for m in meas]) if meas else
-        "<p>Cost figures are predicted by the analytical model; no on-device measurement was made for this run. "
-        "Accuracies are measured on the int8 ONNX model with ONNX Runtime.</p>"))
+    meas = report.get("measured")
+    if meas:
+        mrows = []
+        for m in meas:
+            if "error" in m and "id" not in m:
+                mrows.append([_td("-"), _td("-"), _td("-"), _td("-"), _td("-"), _td("-"),
+                              _td(_e(f"failed on {m['device']}: {m['error']}"))])
+                continue
+            mem = m["measured"].get("peak_memory_bytes")
+            mrows.append([_td(f"{m['id']} ({_e(m['role'])})"), _td(_fmt(m["accuracy_int8"]), "num"),
+                          _td(_fmt(m["predicted_latency_ms"], "ms"), "num"),
+                          _td(_fmt(m["measured_latency_ms"], "ms"), "num"), _td(f"{m['error']:+.1%}", "num"),
+                          _td("-" if mem is None else f"{mem / 2**20:.2f} MiB", "num"), _td(_e(m["label"]))])
+        parts += ["<h2>Predicted vs measured</h2>",
+                  f"<p><small>predicted: {_e(meas[0].get('predicted_basis', 'cost model'))}; network only (the "
+                  "front-end is not in the model file)</small></p>",
+                  _table(["finalist", "int8 val acc", "predicted latency", "measured latency", "error",
+                          "peak memory (measured)", "how measured"], mrows, "measured-table")]
+    else:
+        parts.append("<h2>Predicted vs measured</h2><p>Every cost figure of this run is predicted by the cost model: "
+                     "no runtime could measure its models (the target is not this machine and the contract lists no "
+                     "device agent). Accuracies are measured on the int8 ONNX model with ONNX Runtime.</p>")
     # history
     counts = report.get("counts", {})
     parts += ["<h2>Search history</h2>", _table(["state", "candidates"], [[_td(_e(k)), _td(str(v), "num")]

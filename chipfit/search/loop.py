@@ -81,7 +81,7 @@ class SearchLoop:
         self.target = target
         self.run_dir = run_dir
         self.cb = callbacks or SearchCallbacks()
-        self.cm = cost_model or CostModel()
+        self.cm = cost_model or CostModel.for_run(run_dir)
         self.space: SearchSpace = create_space(contract.input_spec(), dataset.num_classes)
         self.store = CandidateStore(run_dir / "candidates.jsonl")
         self._prepared: dict[str, _Prepared] = {}
