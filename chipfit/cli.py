@@ -419,6 +419,115 @@ def report_cmd(
         out.print(f"{run.dir / 'report.json'}\n{run.dir / 'report.html'}", highlight=False)
 
 
+_TOKEN_HOWTO = ("create one with: python -c 'import secrets; print(secrets.token_urlsafe(32))' > agent.token "
+                "&& chmod 600 agent.token")
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command("agent")
+def agent_cmd(
+    token_file: Annotated[Path | None, typer.Option("--token-file", help="File holding the shared token "
+                                                                          "(chmod 600).")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8765,
+    max_upload_mb: Annotated[float, typer.Option(min=0.001, help="Upload limit per request, all files.")] = 64.0,
+    max_concurrent: Annotated[int, typer.Option(min=1, help="Measurements at once (1 keeps them apart).")] = 1,
+    max_queue: Annotated[int, typer.Option(min=0, help="Requests waiting; more get 503.")] = 8,
+    timeout_s: Annotated[float, typer.Option(min=0.1, help="Seconds per measurement before it is killed.")] = 120.0,
+    threads: Annotated[int, typer.Option(min=1, help="Runtime threads per measurement.")] = 1,
+) -> None:
+    """Serve this device to other machines: they send model files, the agent measures them here."""
+    import logging
+
+    from chipfit.measure.agent_client import read_token
+    from chipfit.measure.agent_server import serve
+
+    if token_file is None:
+        err.print(f"error: the agent needs --token-file FILE holding the token clients must send; {_TOKEN_HOWTO}",
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE)
+    with _errors():
+        read_token(token_file)
+    if not _is_loopback(host):
+        err.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach port {port} and holds the token "
+                  "can run models here, and over plain http the token travels unencrypted. Use this on a trusted "
+                  "network (or behind a TLS proxy or an SSH tunnel).", highlight=False, soft_wrap=True)
+    lg = logging.getLogger("chipfit")
+    if not any(isinstance(h, logging.StreamHandler) for h in lg.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
+    err.print(f"chipfit agent listening on http://{host}:{port} (Ctrl-C to stop)", highlight=False)
+    with _errors():
+        serve(host, port, token_file, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+              max_concurrent=max_concurrent, max_queue=max_queue, timeout_s=timeout_s, threads=threads)
+
+
+@app.command("measure")
+def measure_cmd(
+    model: Annotated[Path, typer.Argument(help="A .onnx or .tflite file.")],
+    agent: Annotated[str | None, typer.Option("--agent", help="Measure on a device agent, e.g. "
+                                                              "http://raspberrypi.local:8765.")] = None,
+    token_file: Annotated[Path | None, typer.Option("--token-file", help="The agent's token file.")] = None,
+    rounds: Annotated[int, typer.Option(min=1, max=100, help="Rounds of timed runs.")] = 5,
+    runs: Annotated[int, typer.Option(min=1, max=1000, help="Timed runs per round.")] = 20,
+    warmup: Annotated[int, typer.Option(min=0, max=1000, help="Untimed runs first.")] = 5,
+    estimator: Annotated[str, typer.Option(help="min, p5, p10, p25 or median of all timed runs.")] = "min",
+    memory: Annotated[bool, typer.Option("--memory", help="Also measure peak memory (fresh process).")] = False,
+    threads: Annotated[int | None, typer.Option(min=1, help="Runtime threads (local; an agent uses its own "
+                                                            "--threads).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the Measurement as JSON.")] = False,
+) -> None:
+    """Time a model file with a real runtime, here or on a device agent; every figure is measured."""
+    from chipfit.measure.base import runtime_for
+    from chipfit.measure.modelfile import inspect_model
+
+    with _errors():
+        if agent is not None:
+            from chipfit.measure.agent_client import AgentRuntime, read_token
+
+            if token_file is None:
+                raise UsageError(f"--agent {agent} needs --token-file FILE holding the agent's token (the same "
+                                 "file the agent was started with, copied to this machine).")
+            if threads is not None:
+                raise UsageError("--threads applies to local measurements; the agent runs with the threads it was "
+                                 "started with (chipfit agent --threads N).")
+            rt = AgentRuntime(agent, read_token(token_file))
+            mf = inspect_model(model)
+        else:
+            if token_file is not None:
+                raise UsageError("--token-file is used only with --agent URL; given --token-file alone.")
+            mf = inspect_model(model)
+            rt = runtime_for(mf, threads=threads or 1)
+        m = rt.measure(mf, rounds=rounds, runs=runs, warmup=warmup, estimator=estimator, memory=memory)
+    if as_json:
+        _json(m.to_dict())
+        return
+    from rich.markup import escape
+
+    table = Table(title=escape(f"{m.model}: {m.source}"), title_justify="left")
+    for col in ("figure", "value", "source"):
+        table.add_column(col, justify="right" if col == "value" else "left")
+    table.add_row("latency", f"{m.latency_ms:.4g} ms", f"{m.source} ({m.estimator})")
+    for name, v in (("p50", m.p50_ms), ("p90", m.p90_ms), ("p99", m.p99_ms)):
+        table.add_row(f"latency {name}", f"{v:.4g} ms", f"{m.source} ({name} of {m.runs} runs)")
+    if m.peak_memory_bytes is not None:
+        table.add_row("peak memory", f"{m.peak_memory_bytes:,} B", f"{m.source} ({m.memory_method})")
+    out.print(table)
+    out.print(m.label(), highlight=False, markup=False, soft_wrap=True)
+
+
 def main() -> None:
     """Console entry point."""
     app()
