@@ -213,7 +213,7 @@ def _print_profile(report: Any) -> None:
                  ("latency", f"{c.latency_ms:.4g} ms"), ("energy / inference", f"{c.energy_mj:.4g} mJ")):
         totals.add_row(k, v)
     out.print(totals)
-    out.print(f"efficiency: {c.efficiency_source}", highlight=False)
+    out.print(f"latency: predicted for {c.basis}; {c.efficiency_source}", highlight=False, soft_wrap=True)
     for u in c.unsupported:
         out.print(f"[red]unsupported:[/] {u}", highlight=False)
     if report.budgets:
@@ -526,6 +526,54 @@ def measure_cmd(
         table.add_row("peak memory", f"{m.peak_memory_bytes:,} B", f"{m.source} ({m.memory_method})")
     out.print(table)
     out.print(m.label(), highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    target: Annotated[str, typer.Option("--target", "-t", help="The device to calibrate (host: this machine).")]
+    = "host",
+    agent: Annotated[str | None, typer.Option("--agent", help="Measure on this device agent (needed for any "
+                                                              "target but host).")] = None,
+    token_file: Annotated[Path | None, typer.Option("--token-file", help="The agent's token file.")] = None,
+    probes: Annotated[int, typer.Option(min=3, max=500, help="Generated probe networks to measure.")] = 50,
+    dtype: Annotated[str, typer.Option(help="int8 (what runs ship) or float32.")] = "int8",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the calibration as JSON.")] = False,
+) -> None:
+    """Measure generated probe networks on a runtime and fit the cost model to them; later `profile`, `check`
+    and `run` on that target use the calibration."""
+    from chipfit.cost.calibration import calibration_path
+    from chipfit.measure.calibrate import calibrate
+    from chipfit.targets import create_target
+
+    with _errors():
+        if dtype not in ("int8", "float32"):
+            raise UsageError(f"--dtype must be int8 or float32; given '{dtype}'.")
+        t = create_target(target)
+        rt = None
+        if agent is not None:
+            from chipfit.measure.agent_client import AgentRuntime, read_token
+
+            if token_file is None:
+                raise UsageError(f"--agent {agent} needs --token-file FILE holding the agent's token.")
+            rt = AgentRuntime(agent, read_token(token_file))
+        elif token_file is not None:
+            raise UsageError("--token-file is used only with --agent URL; given --token-file alone.")
+        cal = calibrate(t.name, runtime=rt, probes=probes, dtype=dtype)
+        path = calibration_path(t.name, cal.runtime, dtype, cal.device)
+    if as_json:
+        _json({**cal.to_dict(), "path": str(path)})
+        return
+    table = Table(title=f"calibration of {t.name} ({cal.runtime}, {dtype})", title_justify="left", show_header=False)
+    table.add_column("k")
+    table.add_column("v")
+    fit = cal.fit
+    for k, v in (("measured by", cal.runtime_version), ("on", cal.device), ("probe networks", str(cal.measurements)),
+                 ("estimator", cal.estimator),
+                 ("fit (in-sample)", f"median error {fit.median_abs_error:.1%}, {fit.within_10:.0%} within ±10%, "
+                                     f"{fit.within_20:.0%} within ±20%" if fit else "-"),
+                 ("feature costs", f"{len(cal.coefficients)} non-zero (scheme {cal.scheme})"), ("saved to", str(path))):
+        table.add_row(k, v)
+    out.print(table)
 
 
 def main() -> None:

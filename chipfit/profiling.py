@@ -38,6 +38,17 @@ class ProfileReport:
             return None
         return "PASS" if all(judged) else "FAIL"
 
+    def figure_sources(self) -> dict[str, str]:
+        """How each figure was obtained: counted from the graph, or predicted (and by what)."""
+        c, t = self.cost, self.target
+        return {
+            "macs": "counted from the model graph", "params": "counted from the model graph",
+            "flash_bytes": f"predicted: weights at {c.dtype} + {c.runtime} code and metadata (runtime catalog)",
+            "ram_bytes": f"predicted: planned tensor arena + {c.runtime} state (runtime catalog)",
+            "latency_ms": f"predicted for {c.basis}: {c.efficiency_source}",
+            "energy_mj": f"predicted: latency x active power ({t.sources.get('active_power_mw', 'target profile')})",
+        }
+
     def to_dict(self) -> dict[str, Any]:
         c = self.cost.to_dict()
         out = {
@@ -64,6 +75,7 @@ class ProfileReport:
                 for layer in c["layers"]
             ],
         }
+        out["figure_sources"] = self.figure_sources()
         if self.budgets:
             out["verdict"] = self.verdict
             out["budgets"] = [b.to_dict() for b in self.budgets]

@@ -384,3 +384,44 @@ def test_read_token_strips_and_warns_when_others_can_read_it(tmp_path, caplog):
     assert TOKEN not in repr(AgentRuntime("http://pi:1", TOKEN))
     with pytest.raises(MeasurementError, match="remote device"):
         AgentRuntime("http://pi:1", TOKEN).open(fake_model(10), {})
+
+
+def test_a_board_is_calibrated_through_its_agent_and_profile_uses_it(agent, tmp_path, monkeypatch):
+    from chipfit import profile
+    from chipfit.measure.calibrate import calibrate
+    from chipfit.measure.probes import make_probes
+
+    monkeypatch.setenv("CHIPFIT_CACHE_DIR", str(tmp_path / "cache"))
+    cal = calibrate("rpi5", runtime=AgentRuntime(agent.url, TOKEN), probes=5, rounds=1, runs=3)
+    assert cal.target == "rpi5" and cal.device.startswith(f"agent {agent.url}: ")
+    model = make_probes(1, tmp_path / "m", seed=99)[0].path
+    cost = profile(model, target="rpi5", runtime="onnxruntime").cost
+    assert cost.efficiency_source == cal.describe() and cost.basis.endswith("(calibrated)")
+    assert not profile(model, target="rpi4", runtime="onnxruntime").cost.efficiency_source.startswith("calibrated")
+    assert_clean(agent)
+
+
+def test_a_run_with_an_agent_calibrates_there_and_measures_its_finalists_there(agent, token_file, tmp_path):
+    import yaml
+
+    import chipfit
+
+    doc = yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
+    doc.update(name="digits-rpi5", target="rpi5", runtime="onnxruntime", field=[])
+    doc.pop("duty_cycle")
+    doc["budgets"] = {"latency_ms": {"max": 50}, "accuracy": 0.5}
+    doc["search"].update(trials=3, epochs=2, rung_epochs=1, time_budget_s=120)
+    doc["measure"] = {"agents": [{"url": agent.url, "token_file": str(token_file)}], "calibration_probes": 4,
+                      "finalists": 2}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(doc))
+    run = chipfit.create_run(tmp_path / "c.yaml", out=tmp_path / "run")
+    run.search()
+    report = run.finalize()
+    cal = json.loads((run.dir / "calibration.json").read_text())
+    assert cal["target"] == "rpi5" and cal["device"].startswith(f"agent {agent.url}")
+    rows = report["measured"]
+    assert rows and all(r["device"].startswith(f"agent {agent.url}") for r in rows)
+    assert all(r["label"].startswith("measured (") and r["measured_latency_ms"] > 0 for r in rows)
+    names = [b["name"] for b in report["budgets"]]
+    assert "latency_ms (measured)" in names
+    assert_clean(agent)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +106,40 @@ def test_corrupt_calibration_file_says_what_to_do(tmp_path):
     p.write_text(json.dumps({"target": "host"}))
     with pytest.raises(MeasurementError, match="unreadable"):
         Calibration.load(p)
+
+
+def _cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    import os
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "chipfit.cli", *args], capture_output=True, text=True,
+                       env={**os.environ, **env}, timeout=300)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_cli_calibrate_then_profile_gives_the_calibrated_prediction_labelled(tmp_path, probes):
+    env = {"CHIPFIT_CACHE_DIR": str(tmp_path)}
+    rc, out, err = _cli("calibrate", "--target", "host", "--probes", "5", "--json", env=env)
+    assert rc == 0, err
+    cal = json.loads(out)
+    assert cal["measurements"] == 5 and cal["runtime"] == "onnxruntime" and cal["device"].startswith("host: ")
+    assert (tmp_path / "calibrations").is_dir() and json.loads(Path(cal["path"]).read_text())["coefficients"]
+    rc, out, err = _cli("profile", str(probes[0].path), "--target", "host", "--json", env=env)
+    assert rc == 0, err
+    prof = json.loads(out)
+    assert prof["source"] == "predicted" and prof["efficiency_source"].startswith("calibrated: 5 probe measurements")
+    expected = Calibration.from_dict({k: v for k, v in cal.items() if k != "path"}).predict_ms(probes[0].graph)
+    assert prof["latency_ms"] == pytest.approx(expected)
+    srcs = prof["figure_sources"]
+    assert srcs["latency_ms"].startswith("predicted for onnxruntime on host") and "calibrated" in srcs["latency_ms"]
+    assert all(v.startswith(("predicted", "counted")) for v in srcs.values())
+    rc, out, err = _cli("measure", str(probes[0].path), "--json", env=env)
+    assert rc == 0, err
+    m = json.loads(out)
+    assert m["source"] == "measured" and m["latency_ms"] > 0 and "onnxruntime" in m["runtime"]
+
+
+def test_cli_calibrate_a_board_without_its_agent_exits_2(tmp_path):
+    rc, _, err = _cli("calibrate", "--target", "stm32h743", "--probes", "5", env={"CHIPFIT_CACHE_DIR": str(tmp_path)})
+    assert rc == 2 and "chipfit agent" in err and "Traceback" not in err

@@ -204,10 +204,18 @@ def calibration_path(target: str, runtime: str, dtype: str, device: str) -> Path
     return cache_dir() / "calibrations" / f"{target}-{runtime}-{dtype}-{tag}.json"
 
 
-def find_calibration(target: str, runtime: str, dtype: str, device: str) -> Calibration | None:
-    """The cached calibration for this combination, or None."""
-    p = calibration_path(target, runtime, dtype, device)
-    if not p.is_file():
-        return None
-    cal = Calibration.load(p)
-    return cal if cal.applies_to(target, runtime, dtype) else None
+def find_calibration(target: str, runtime: str, dtype: str, device: str | None = None) -> Calibration | None:
+    """The cached calibration for this combination on ``device`` (``None``: the newest on any device, e.g. the
+    board behind an agent), or None."""
+    if device is not None:
+        candidates = [calibration_path(target, runtime, dtype, device)]
+    else:
+        folder = calibration_path(target, runtime, dtype, "").parent
+        candidates = sorted(folder.glob(f"{target}-{runtime}-{dtype}-*.json"), key=lambda q: q.stat().st_mtime,
+                            reverse=True) if folder.is_dir() else []
+    for p in candidates:
+        if p.is_file():
+            cal = Calibration.load(p)
+            if cal.applies_to(target, runtime, dtype):
+                return cal
+    return None

@@ -89,8 +89,8 @@ class CostModel:
     """Analytical cost model. Optionally calibrated: ``calibrations`` are fitted latency models
     (:class:`~chipfit.cost.calibration.Calibration`) that replace the analytical latency for the target x
     runtime x dtype they were measured on; ``calibration`` is a legacy per-class scale on the analytical one.
-    With ``auto_calibration`` (the default) a calibration cached by ``chipfit calibrate`` for this machine's
-    ``host`` target is picked up automatically."""
+    With ``auto_calibration`` (the default) a calibration cached by ``chipfit calibrate`` is picked up: for
+    ``host`` the one made on this machine, for a board the newest one made through its agent."""
 
     def __init__(self, calibration: dict[str, float] | None = None, *,
                  calibrations: Sequence[Calibration] = (), auto_calibration: bool = True) -> None:
@@ -110,12 +110,15 @@ class CostModel:
         for cal in self.calibrations:
             if cal.applies_to(target.name, runtime, dtype):
                 return cal
-        if self.auto_calibration and target.name == "host" and target.origin == "host":
-            from chipfit.cost.calibration import find_calibration
+        if not self.auto_calibration:
+            return None
+        from chipfit.cost.calibration import find_calibration
+
+        if target.origin == "host":
             from chipfit.measure.base import host_device
 
             return find_calibration("host", runtime, dtype, f"host: {host_device()}")
-        return None
+        return find_calibration(target.name, runtime, dtype)  # made through a device agent
 
     def estimate(self, graph: OpGraph, target: Target, *, runtime: str | None = None, dtype: str = "int8",
                  frontend_ops: int = 0, frontend_ram_bytes: int = 0) -> Cost:
