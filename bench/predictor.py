@@ -50,13 +50,15 @@ def row(name: str, pred: np.ndarray, meas: np.ndarray, ncal: str) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calibration", type=int, default=50)
+    ap.add_argument("--sizes", default="50,100,200", help="calibration-set sizes to compare (first N of the draw)")
     ap.add_argument("--test", type=int, default=120)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=20)
     args = ap.parse_args()
     t0 = time.time()
     with tempfile.TemporaryDirectory() as d:
-        cal = make_probes(args.calibration, Path(d) / "cal", seed=CALIBRATION_SEED)
+        sizes = sorted({args.calibration, *(int(x) for x in args.sizes.split(",") if x)})
+        cal = make_probes(max(sizes), Path(d) / "cal", seed=CALIBRATION_SEED)
         seen = {(p.space, p.config.key) for p in cal}
         test = [p for p in make_probes(args.test + 10, Path(d) / "test", seed=TEST_SEED)
                 if (p.space, p.config.key) not in seen][:args.test]
@@ -65,9 +67,10 @@ def main() -> None:
         passes = [rt.measure_many(paths, rounds=args.rounds, runs=args.runs) for _ in range(2)]
         a = np.array([m.latency_ms for m in passes[0]])
         b = np.array([m.latency_ms for m in passes[1]])
-        nc = len(cal)
-        y_cal, y_test = a[:nc], a[nc:]
-        calib = fit_calibration([p.graph for p in cal], y_cal, target="host", runtime="onnxruntime", dtype="int8",
+        ncal = len(cal)
+        nc = args.calibration
+        y_cal, y_test = a[:nc], a[ncal:]
+        calib = fit_calibration([p.graph for p in cal[:nc]], y_cal, target="host", runtime="onnxruntime", dtype="int8",
                                 device=passes[0][0].device, estimator="min (interleaved)",
                                 runtime_version=passes[0][0].runtime)
         host = create_target("host")
@@ -75,7 +78,12 @@ def main() -> None:
         pred = np.array([profile(p.path, target=host, cost_model=cm).cost.latency_ms for p in test])
         raw = np.array([profile(p.path, target=host, cost_model=CostModel(auto_calibration=False)).cost.latency_ms
                         for p in test])
-    macs_cal = np.array([p.graph.macs for p in cal], float)
+        by_size = []
+        for n in sizes:
+            c = fit_calibration([p.graph for p in cal[:n]], a[:n], target="host", runtime="onnxruntime",
+                                dtype="int8", device="d", estimator="min (interleaved)")
+            by_size.append((n, np.array([c.predict_ms(p.graph) for p in test])))
+    macs_cal = np.array([p.graph.macs for p in cal[:nc]], float)
     macs_test = np.array([p.graph.macs for p in test], float)
     k, _ = nnls((macs_cal / y_cal)[:, None], np.ones(nc))
     kb, _ = nnls(np.stack([macs_cal, np.ones(nc)], 1) / y_cal[:, None], np.ones(nc))
@@ -88,13 +96,16 @@ def main() -> None:
         ["measurement repeatability (pass 2 vs pass 1, all networks)", f"{np.mean(rep <= .10):.1%}",
          f"{np.mean(rep <= .20):.1%}", f"{np.median(rep):.1%}", "-"],
     ]
+    rows += [row(f"chipfit, calibrated on the first {n} probes", p_n, y_test, str(n)) for n, p_n in by_size
+             if n != nc]
     body = table(["predictor (test set)", "within ±10%", "within ±20%", "median abs error",
                   "calibration measurements"], rows)
     lo, hi = np.percentile(y_test, [0, 100])
     spaces = sorted({p.space for p in test})
     body += (f"\n\n{len(test)} test networks (latency {lo * 1e3:.0f}-{hi * 1e3:.0f} us; MACs "
              f"{macs_test.min():,.0f}-{macs_test.max():,.0f}) from the {', '.join(spaces)} search spaces, none "
-             f"used for calibration; {nc} calibration networks. Measured: {passes[0][0].runtime} on "
+             f"used for calibration; {nc} calibration networks (larger sets extend the same draw). "
+             f"Measured: {passes[0][0].runtime} on "
              f"{passes[0][0].device}; estimator: {passes[0][0].estimator.split(' interleaved')[0]}, all "
              f"{len(paths)} networks interleaved, two passes. Predicted: int8 QDQ ONNX files read by "
              f"`chipfit profile`. Feature set and its padding widths were chosen on a separate exploratory draw "

@@ -6,7 +6,10 @@ instead fits, by non-negative least squares on relative error, the cost of each 
 MACs per op class (with the channel padding vectorised kernels pay), per-node overheads, the elements a
 node reads and writes, and two effects found by profiling ONNX Runtime on x86 (``chipfit/measure``):
 
-- a first convolution over 1-3 input channels runs an unvectorised im2col (cost per im2col element);
+- a first convolution over 1-3 input channels runs an unvectorised im2col (cost per im2col element, one for a
+  single input channel and one for two or three);
+- GEMM-based convolutions pad output channels to 16 and the reduction to 4, and fewer than 16 output channels
+  run a slower narrow kernel; depthwise convolutions pad channels to 32 and pay more when not 16-aligned;
 - a 1-D convolution has its own fixed cost per node (it runs as a 2-D one of height 1);
 - a convolution whose input or output feeds several nodes (a residual block) is not fused into
   ``QLinearConv`` by ONNX Runtime's QDQ optimiser and runs in float between Dequantize/Quantize nodes.
@@ -36,8 +39,11 @@ import numpy as np
 from chipfit.errors import MeasurementError
 from chipfit.graph.opgraph import OpGraph
 
-SCHEME = "cpu-features-v2"
-_CONV_N, _CONV_K, _DW_C, _DW_VEC = 32, 4, 64, 16  # padding widths, chosen on an exploratory probe set (seed 7)
+SCHEME = "cpu-features-v4"
+# Vector widths the kernels pad to, found by timing 360 single-layer int8 models with ONNX Runtime on x86 and
+# checked on an exploratory probe set (seed 7): GEMM output channels to 16 (fewer than 16 output channels run a
+# slower narrow kernel), reduction depth to 4, depthwise channels to 32 (and 16-channel alignment).
+_CONV_N, _CONV_K, _DW_C, _DW_VEC = 16, 4, 32, 16
 
 
 def _up(x: int, b: int) -> int:
@@ -70,15 +76,18 @@ def node_features(graph: OpGraph) -> list[dict[str, float]]:
             if fans:
                 f.update(fmacs=n.macs, fnodes=1.0, fio=in_n + out_n)
             elif c == "conv" and cin < 4:
-                f.update(stem_n=1.0, stem_im2col=pix * taps, stem_macs=n.macs, stem_out=out_n)
+                # one input channel gathers differently from three (the im2col cost differs by ~2x)
+                f.update({"stem_n": 1.0, f"stem_im2col_c{min(cin, 3)}": pix * taps, "stem_macs": n.macs,
+                          "stem_out": out_n})
             elif c == "depthwise":
                 f.update(pmacs_dw=pix * _up(cout, _DW_C) * taps, in_dw=in_n, out_dw=out_n)
                 if cout % _DW_VEC:
                     f["dw_unal"] = n.macs
             else:
-                f[f"pmacs_{c}"] = pix * _up(cout, _CONV_N) * _up(taps, _CONV_K)
+                narrow = c == "conv" and cout < _CONV_N
+                f[f"narrow_{c}" if narrow else f"pmacs_{c}"] = pix * _up(cout, _CONV_N) * _up(taps, _CONV_K)
                 f[f"im2col_{c}"] = pix * taps
-                f[f"out_{c}"] = out_n
+                f[f"out_{c}"] = pix * _up(cout, _CONV_N)
         else:
             f[f"elems_{c}"] = in_n + out_n
         out.append(f)
