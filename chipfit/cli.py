@@ -487,6 +487,12 @@ def measure_cmd(
     memory: Annotated[bool, typer.Option("--memory", help="Also measure peak memory (fresh process).")] = False,
     threads: Annotated[int | None, typer.Option(min=1, help="Runtime threads (local; an agent uses its own "
                                                             "--threads).")] = None,
+    energy: Annotated[bool, typer.Option("--energy", help="Also meter energy per inference with RAPL (here or on "
+                                                          "the agent's device).")] = False,
+    windows_out: Annotated[Path | None, typer.Option("--windows-out", help="Record inference time windows for an "
+                                                                           "external power meter into this JSON "
+                                                                           "file (see `chipfit energy`).")] = None,
+    inferences: Annotated[int, typer.Option(min=1, max=1_000_000, help="Inferences for --windows-out.")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="Print the Measurement as JSON.")] = False,
 ) -> None:
     """Time a model file with a real runtime, here or on a device agent; every figure is measured."""
@@ -510,7 +516,13 @@ def measure_cmd(
                 raise UsageError("--token-file is used only with --agent URL; given --token-file alone.")
             mf = inspect_model(model)
             rt = runtime_for(mf, threads=threads or 1)
-        m = rt.measure(mf, rounds=rounds, runs=runs, warmup=warmup, estimator=estimator, memory=memory)
+        if windows_out is not None and agent is not None:
+            raise UsageError("--windows-out records windows on this machine's clock; run `chipfit measure` on the "
+                             "device itself (where the meter is attached) instead of through --agent.")
+        m = rt.measure(mf, rounds=rounds, runs=runs, warmup=warmup, estimator=estimator, memory=memory,
+                       energy=energy)
+        if windows_out is not None:
+            _record_windows(rt, mf, windows_out, inferences)
     if as_json:
         _json(m.to_dict())
         return
@@ -524,8 +536,62 @@ def measure_cmd(
         table.add_row(f"latency {name}", f"{v:.4g} ms", f"{m.source} ({name} of {m.runs} runs)")
     if m.peak_memory_bytes is not None:
         table.add_row("peak memory", f"{m.peak_memory_bytes:,} B", f"{m.source} ({m.memory_method})")
+    if m.energy_method is not None:
+        table.add_row("energy / inference", "-" if m.energy_mj is None else f"{m.energy_mj:.4g} mJ",
+                      escape(m.energy_method if m.energy_mj is None else f"{m.source} ({m.energy_method})"))
     out.print(table)
     out.print(m.label(), highlight=False, markup=False, soft_wrap=True)
+
+
+def _record_windows(rt: Any, mf: Any, path: Path, inferences: int) -> None:
+    """Run ``inferences`` inferences after 1 s idle, keeping each one's wall-clock window, for a power meter."""
+    import time
+
+    from chipfit.measure.power import TraceMeter
+
+    meter = TraceMeter(clock=time.time)
+    meter.record(rt.open(mf, mf.random_inputs(0)), inferences=inferences, idle_s=1.0)
+    path.write_text(json.dumps({"model": mf.name, "runtime": rt.describe(), "device": rt.device(),
+                                "clock": "time.time (seconds since the epoch, this machine)",
+                                "idle_window": meter.idle_window, "windows": meter.windows}))
+    err.print(f"recorded {inferences} inference windows in {path}; export the meter's capture as CSV and run "
+              f"`chipfit energy CAPTURE.csv --windows {path}`", highlight=False, soft_wrap=True)
+
+
+@app.command("energy")
+def energy_cmd(
+    trace: Annotated[Path, typer.Argument(help="The power meter's capture as CSV (time + power, or time + "
+                                               "current + voltage; Joulescope/Otii-style headers).")],
+    windows: Annotated[Path, typer.Option("--windows", help="Inference windows from `chipfit measure "
+                                                             "--windows-out`.")],
+    offset_s: Annotated[float | None, typer.Option("--offset-s", help="Meter time minus host time; default: "
+                                                                      "estimated from the trace.")] = None,
+    voltage_v: Annotated[float | None, typer.Option("--voltage-v", help="Supply voltage when the capture has "
+                                                                        "current only.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the reading as JSON.")] = False,
+) -> None:
+    """Energy per inference: integrate an external meter's power trace over recorded inference windows."""
+    from chipfit.measure.power import align_offset, energy_per_inference, load_trace
+
+    with _errors():
+        try:
+            rec = json.loads(windows.read_text())
+            wins = [tuple(map(float, w)) for w in rec["windows"]]
+            idle = tuple(map(float, rec["idle_window"])) if rec.get("idle_window") else None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise UsageError(f"--windows {windows}: expected the JSON written by `chipfit measure --windows-out`; "
+                             f"could not read it ({type(e).__name__}: {e}).") from None
+        tr = load_trace(trace, voltage_v=voltage_v)
+        offset = align_offset(tr, wins) if offset_s is None else offset_s
+        reading = energy_per_inference(tr, wins, offset_s=offset, idle_window=idle)
+    d = {**reading.to_dict(), "offset_s": offset, "offset_source": "estimated from the trace" if offset_s is None
+         else "given", "model": rec.get("model"), "device": rec.get("device")}
+    if as_json:
+        _json(d)
+        return
+    out.print(f"{rec.get('model')}: {reading.energy_mj_per_inference:.4g} mJ per inference (measured: "
+              f"{reading.method}; {reading.inferences} inferences, mean power {reading.mean_power_mw:.4g} mW, "
+              f"clock offset {offset:+.6f} s {d['offset_source']})", highlight=False, soft_wrap=True)
 
 
 @app.command("calibrate")

@@ -425,3 +425,9 @@ def test_a_run_with_an_agent_calibrates_there_and_measures_its_finalists_there(a
     names = [b["name"] for b in report["budgets"]]
     assert "latency_ms (measured)" in names
     assert_clean(agent)
+
+
+def test_energy_is_metered_on_the_device_or_says_why_not(agent):
+    m = AgentRuntime(agent.url, TOKEN).measure(fake_model(2000), rounds=1, runs=3, energy=True)
+    assert m.energy_method is not None
+    assert m.energy_mj is not None or m.energy_method.startswith("not measured: RAPL")

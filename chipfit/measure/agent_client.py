@@ -170,7 +170,7 @@ class AgentRuntime(Runtime):
 
     def measure_many(self, artifacts: Sequence[Artifact], inputs: Sequence[dict[str, np.ndarray]] | None = None,
                      *, rounds: int = 5, runs: int = 20, warmup: int = 5, estimator: str = "min",
-                     memory: bool = False, seed: int = 0) -> list[Measurement]:
+                     memory: bool = False, seed: int = 0, energy: bool = False) -> list[Measurement]:
         """Send every model in one request; the agent times them interleaved with its local runtime."""
         if inputs is not None:
             raise UsageError("the agent draws random inputs on the device from `seed`; given explicit inputs. "
@@ -180,7 +180,7 @@ class AgentRuntime(Runtime):
         if not models:
             raise UsageError("no model to measure: give one or more .onnx or .tflite files.")
         spec = {"rounds": rounds, "runs": runs, "warmup": warmup, "estimator": estimator, "memory": bool(memory),
-                "seed": int(seed)}
+                "energy": bool(energy), "seed": int(seed)}
         files = [("models", (m.name, m.data, "application/octet-stream")) for m in models]
         body = self._request("POST", "/measure", files=files, data={"spec": json.dumps(spec)})
         try:

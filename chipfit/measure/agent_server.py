@@ -89,6 +89,7 @@ class MeasureSpec(BaseModel):
     warmup: int = Field(5, ge=SPEC_BOUNDS["warmup"][0], le=SPEC_BOUNDS["warmup"][1])
     estimator: Literal[ESTIMATORS] = "min"  # type: ignore[valid-type]
     memory: bool = False
+    energy: bool = False  # RAPL on the device, where readable
     seed: int = Field(0, ge=SPEC_BOUNDS["seed"][0], le=SPEC_BOUNDS["seed"][1])
 
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from chipfit.errors import MeasurementError, UsageError
 from chipfit.measure.modelfile import ModelFile, inspect_model
+from chipfit.measure.power import PowerMeter
 from chipfit.measure.record import Measurement
 from chipfit.naming import did_you_mean
 
@@ -103,18 +104,23 @@ class Runtime(ABC):
 
     def measure_many(self, artifacts: Sequence[Artifact], inputs: Sequence[dict[str, np.ndarray]] | None = None,
                      *, rounds: int = 5, runs: int = 20, warmup: int = 5, estimator: str = "min",
-                     memory: bool = False, seed: int = 0) -> list[Measurement]:
+                     memory: bool = False, seed: int = 0, energy: bool = False) -> list[Measurement]:
         """Time several models interleaved (see :func:`measure_interleaved`)."""
         return measure_interleaved(self, artifacts, inputs, rounds=rounds, runs=runs, warmup=warmup,
-                                   estimator=estimator, memory=memory, seed=seed)
+                                   estimator=estimator, memory=memory, seed=seed, energy=energy)
 
 
 def measure_interleaved(runtime: Runtime, artifacts: Sequence[Artifact],
                         inputs: Sequence[dict[str, np.ndarray]] | None = None, *, rounds: int = 5, runs: int = 20,
                         warmup: int = 5, estimator: str = "min", memory: bool = False,
-                        seed: int = 0, clock: Callable[[], int] = time.perf_counter_ns) -> list[Measurement]:
+                        seed: int = 0, clock: Callable[[], int] = time.perf_counter_ns, energy: bool = False,
+                        meter: PowerMeter | None = None, energy_inferences: int = 500) -> list[Measurement]:
     """Load every model, warm each up, then run ``rounds`` rounds; in each, every model runs ``runs`` timed
     inferences, in an order rotated round by round. Returns one Measurement per model, in input order.
+
+    With ``energy``, each model then runs ``energy_inferences`` more inferences under ``meter`` (default: this
+    machine's RAPL counters); a meter that cannot read leaves ``energy_mj`` empty and says why in
+    ``energy_method``, and the timings stand.
 
     >>> from chipfit.measure.fake import fake_model
     >>> from chipfit.measure.local import OrtRuntime
@@ -150,14 +156,27 @@ def measure_interleaved(runtime: Runtime, artifacts: Sequence[Artifact],
     est_name = (f"{estimator} of {rounds * runs} runs in {rounds} rounds interleaved with {n - 1} other models"
                 if n > 1 else f"{estimator} of {rounds * runs} runs in {rounds} rounds")
     result = []
-    for m, s in zip(models, samples, strict=True):
+    energies = [_energy(fn, meter, energy_inferences) for fn in fns] if energy else [(None, None)] * n
+    for m, s, (e_mj, e_method) in zip(models, samples, energies, strict=True):
         est, p50, p90, p99 = summarise(np.asarray(s, dtype=np.float64) / 1e6, estimator)
         mem = runtime.peak_memory(m) if memory else None
         result.append(Measurement(
             model=m.name, runtime=desc, device=dev, latency_ms=est, estimator=est_name, p50_ms=p50, p90_ms=p90,
             p99_ms=p99, runs=rounds * runs, peak_memory_bytes=mem[0] if mem else None,
-            memory_method=mem[1] if mem else None, input_shapes=tuple(i.shape for i in m.inputs)))
+            memory_method=mem[1] if mem else None, energy_mj=e_mj, energy_method=e_method,
+            input_shapes=tuple(i.shape for i in m.inputs)))
     return result
+
+
+def _energy(fn: Callable[[], Any], meter: PowerMeter | None, inferences: int) -> tuple[float | None, str]:
+    from chipfit.measure.power import RaplMeter
+
+    meter = meter or RaplMeter()
+    try:
+        r = meter.measure(fn, inferences=inferences)
+    except MeasurementError as e:
+        return None, f"not measured: {e}"
+    return r.energy_mj_per_inference, f"{r.method} ({r.inferences} inferences)"
 
 
 def _registry() -> dict[str, type[Runtime]]:

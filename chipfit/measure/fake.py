@@ -75,7 +75,7 @@ class FakeRuntime(Runtime):
 
     def measure_many(self, artifacts: Sequence[Artifact], inputs: Sequence[dict[str, np.ndarray]] | None = None,
                      *, rounds: int = 5, runs: int = 20, warmup: int = 5, estimator: str = "min",
-                     memory: bool = False, seed: int = 0) -> list[Measurement]:
+                     memory: bool = False, seed: int = 0, energy: bool = False) -> list[Measurement]:
         out = []
         for a in artifacts:
             m = _as_model(a)
