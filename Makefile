@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) bench/profile.py
 	$(PY) bench/search.py
 	$(PY) bench/quality.py
+	$(PY) bench/predictor.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -319,11 +319,12 @@ class Run:
                 shutil.copyfile(self.dir / best.artifacts[key], best_dir / name)
             measured = self.measure_finalists(best)
             checks = self._budget_checks(best, test_q, field, measured)
+            best_cost = self.best_cost()
             judged = [b.passed for b in checks if b.passed is not None]
             verdict = "PASS" if judged and all(judged) else "FAIL"
             report.update(
                 verdict=verdict,
-                budgets=[_budget_row(b) for b in checks],
+                budgets=[_budget_row(b, best_cost) for b in checks],
                 best={"id": best.id, "config": best.config, "accuracy_int8": best.accuracy_int8,
                       "accuracy_float": best.accuracy_float, "predicted": best.predicted,
                       "artifacts": {"onnx": "best/model.onnx", "int8": "best/model.int8.onnx",
@@ -401,12 +402,14 @@ class Run:
         return report
 
 
-def _budget_row(b: BudgetCheck) -> dict[str, Any]:
+def _budget_row(b: BudgetCheck, cost: Cost) -> dict[str, Any]:
     d = b.to_dict()
     if b.name in ("accuracy", "field_accuracy") and b.source == "measured":
         d["source"] = "measured (int8, ONNX Runtime, test split)"
     elif b.source == "predicted":
-        d["source"] = "predicted (cost model)"
+        how = "calibrated by measurements" if cost.efficiency_source.startswith("calibrated") else "analytical"
+        d["source"] = f"predicted (cost model, {how}: {cost.basis})"
+        d["predicted_by"] = cost.efficiency_source
     return d
 
 

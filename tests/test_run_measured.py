@@ -52,7 +52,9 @@ def test_report_shows_predicted_beside_measured(host_run):
         assert "onnxruntime" in row["label"] and "host:" in row["label"]
         assert row["measured"]["peak_memory_bytes"] is not None
     budgets = {b["name"]: b for b in report["budgets"]}
-    assert budgets["latency_ms"]["source"] == "predicted (cost model)"
+    assert budgets["latency_ms"]["source"].startswith("predicted (cost model, calibrated by measurements: onnxruntime "
+                                                      "on host")
+    assert budgets["latency_ms"]["predicted_by"].startswith("calibrated: 6 probe measurements")
     measured = budgets["latency_ms (measured)"]
     assert measured["source"] == "measured" and measured["achieved"] == pytest.approx(rows[0]["measured_latency_ms"])
     saved = json.loads((run.dir / "report.json").read_text())
