@@ -362,9 +362,25 @@ def _print_run(report: dict[str, Any], run: Any) -> None:
         for row in report["budgets"]:
             result = {True: "[green]PASS[/]", False: "[red]FAIL[/]", None: "[yellow]pending[/]"}[row["pass"]]
             margin = "-" if row["margin"] is None else f"{row['margin']:+.1%}"
+            src = row["source"] + (f" — {row['basis']}" if row["source"] == "measured" and row["name"].startswith(
+                "latency") else "")
             table.add_row(row["name"], _fmt(row["limit"], row["unit"]), _fmt(row["achieved"], row["unit"]), margin,
-                          result, row["source"])
+                          result, src)
         out.print(table)
+    if report.get("measured"):
+        from rich.markup import escape
+
+        mt = Table(title="finalists: predicted vs measured latency", title_justify="left")
+        for col in ("candidate", "predicted ms", "measured ms", "error", "how measured"):
+            mt.add_column(col, justify="right" if col in ("predicted ms", "measured ms", "error") else "left")
+        for m in report["measured"]:
+            if "failure" in m:
+                mt.add_row("-", "-", "-", "-", f"[red]not measured on {escape(m['device'])}[/]: {escape(m['failure'])}")
+                continue
+            err_ = "-" if m.get("relative_error") is None else f"{m['relative_error']:+.1%}"
+            mt.add_row(f"{m['id']} ({m['role']})", f"{m['predicted_latency_ms']:.4g}",
+                       f"{m['measured_latency_ms']:.4g}", err_, m["label"])
+        out.print(mt)
     if report.get("robustness"):
         rob = Table(title="robustness of the int8 model on the test split (measured)", title_justify="left")
         for col in ("condition", "severity", "accuracy"):
@@ -441,6 +457,8 @@ def agent_cmd(
     host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8765,
     max_upload_mb: Annotated[float, typer.Option(min=0.001, help="Upload limit per request, all files.")] = 64.0,
+    max_models: Annotated[int, typer.Option(min=1, max=4096, help="Models per request (calibration sends its "
+                                                                  "probes in batches of this size).")] = 64,
     max_concurrent: Annotated[int, typer.Option(min=1, help="Measurements at once (1 keeps them apart).")] = 1,
     max_queue: Annotated[int, typer.Option(min=0, help="Requests waiting; more get 503.")] = 8,
     timeout_s: Annotated[float, typer.Option(min=0.1, help="Seconds per measurement before it is killed.")] = 120.0,
@@ -470,7 +488,7 @@ def agent_cmd(
         lg.setLevel(logging.INFO)
     err.print(f"chipfit agent listening on http://{host}:{port} (Ctrl-C to stop)", highlight=False)
     with _errors():
-        serve(host, port, token_file, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        serve(host, port, token_file, max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_models=max_models,
               max_concurrent=max_concurrent, max_queue=max_queue, timeout_s=timeout_s, threads=threads)
 
 
@@ -615,7 +633,13 @@ def calibrate_cmd(
         if dtype not in ("int8", "float32"):
             raise UsageError(f"--dtype must be int8 or float32; given '{dtype}'.")
         t = create_target(target)
+        if t.runtime != "onnxruntime":
+            raise UsageError(f"probes run on ONNX Runtime, but {t.name}'s runtime is {t.runtime}: calibrate "
+                             f"'{t.name}.onnxruntime' (and pin `runtime: onnxruntime` in contracts) to use it.")
         rt = None
+        if agent is not None and t.origin == "host":
+            raise UsageError("--target host means this machine, measured here; to calibrate the device behind "
+                             f"{agent}, name its target (e.g. --target rpi5.onnxruntime).")
         if agent is not None:
             from chipfit.measure.agent_client import AgentRuntime, read_token
 

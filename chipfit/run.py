@@ -156,7 +156,7 @@ class Run:
     # -- measurement on real runtimes ---------------------------------------------------------------------
     def measuring_runtimes(self) -> list[Any]:
         """Where this run's models are measured: ONNX Runtime here when the target is ``host``, plus every
-        agent the contract lists."""
+        agent the contract lists. Agents' token files are read here, so a missing one fails early."""
         from chipfit.measure.agent_client import AgentRuntime, read_token
         from chipfit.measure.local import OrtRuntime
 
@@ -168,8 +168,10 @@ class Run:
         return out
 
     def calibrate(self) -> Any:
-        """The run's calibration (``calibration.json``): made once, before the search, on the first measuring
-        runtime, when the contract asks for it (``measure.calibrate``) and something can measure; else None."""
+        """The run's calibration (``calibration.json``), fixed before the search so a resumed run prices
+        candidates as before: a calibration cached by ``chipfit calibrate`` for this target is copied in;
+        otherwise one is made on the first measuring runtime (``measure.calibrate``). None when the target
+        cannot be measured, or its runtime is not ONNX Runtime (what the probes run on)."""
         from chipfit.cost.calibration import Calibration
         from chipfit.measure.calibrate import calibrate
 
@@ -177,12 +179,21 @@ class Run:
         if path.is_file():
             return Calibration.load(path)
         m = self.contract.measure
-        runtimes = self.measuring_runtimes() if m.calibrate else []
+        runtimes = self.measuring_runtimes()  # read the token files now, whatever happens next
+        if not m.calibrate:
+            return None
+        cached = CostModel().calibration_for(self.target, self.target.runtime, self.contract.dtype)
+        if cached is not None:
+            log.info("using the cached calibration: %s", cached.describe())
+            cached.save(path)
+            return cached
         if not runtimes:
             return None
         if self.target.runtime != "onnxruntime":
-            log.warning("the target's runtime is %s, but probes are measured with ONNX Runtime: the calibration "
-                        "applies only if the contract pins `runtime: onnxruntime`", self.target.runtime)
+            log.warning("not calibrating: the target's runtime is %s, but probes run on ONNX Runtime; pin "
+                        "`runtime: onnxruntime` in the contract to calibrate and judge on measurements",
+                        self.target.runtime)
+            return None
         log.info("calibrating the cost model: %d probe networks on %s", m.calibration_probes, runtimes[0].describe())
         cal = calibrate(self.target.name, runtime=runtimes[0], probes=m.calibration_probes, dtype=self.contract.dtype,
                         save=False)
@@ -192,9 +203,15 @@ class Run:
     def measure_finalists(self, best: CandidateRecord) -> list[dict[str, Any]]:
         """Measure the best model and the fastest other Pareto models on every measuring runtime, interleaved,
         each beside its prediction (network only: the front-end is not part of the model file). A runtime
-        that fails is recorded with its error, not fatal."""
+        that fails (an agent down, a token refused) is recorded with its error, not fatal."""
         n = self.contract.measure.finalists
-        runtimes = self.measuring_runtimes() if n else []
+        if not n:
+            return []
+        rows: list[dict[str, Any]] = []
+        try:
+            runtimes = self.measuring_runtimes()
+        except ChipfitError as e:
+            return [{"runtime": "device agents", "device": "-", "failure": str(e)}]
         if not runtimes:
             return []
         recs = [best, *[r for r in self.pareto if r.id != best.id][: n - 1]]
@@ -203,19 +220,20 @@ class Run:
         cm = CostModel.for_run(self.dir)
         preds = [cm.estimate(space.candidate(ArchConfig.from_dict(r.config)).graph, self.target,
                              dtype=self.contract.dtype) for r in recs]
-        rows: list[dict[str, Any]] = []
         for rt in runtimes:
             try:
                 ms = rt.measure_many(paths, rounds=5, runs=20, memory=True)
             except ChipfitError as e:
-                log.warning("measuring the finalists failed on %s: %s", rt.describe(), e)
-                rows.append({"runtime": rt.describe(), "device": rt.device(), "error": str(e)})
+                where = getattr(rt, "url", None) or rt.describe()  # never ask a failed agent for its facts
+                log.warning("measuring the finalists failed on %s: %s", where, e)
+                rows.append({"runtime": rt.describe(), "device": where, "failure": str(e)})
                 continue
             for r, pred, meas in zip(recs, preds, ms, strict=True):
                 rows.append({"id": r.id, "role": "best" if r.id == best.id else "pareto",
                              "accuracy_int8": r.accuracy_int8, "predicted_latency_ms": pred.latency_ms,
                              "predicted_basis": pred.efficiency_source, "measured_latency_ms": meas.latency_ms,
-                             "error": meas.latency_ms / pred.latency_ms - 1 if pred.latency_ms else None,
+                             "relative_error": meas.latency_ms / pred.latency_ms - 1 if pred.latency_ms else None,
+                             "judged_on_target": self.target.runtime == "onnxruntime",
                              "runtime": meas.runtime, "device": meas.device, "label": meas.label(),
                              "measured": meas.to_dict()})
         return rows
@@ -379,9 +397,12 @@ class Run:
         lat = self.contract.budgets.latency_ms
         frontend_ms = sum(layer.latency_ms for layer in cost.layers if layer.op == "dsp")
         for row in measured or []:
-            if lat is not None and row.get("role") == "best":
-                checks.append(measured_latency_check(lat.max, row["measured_latency_ms"] + frontend_ms,
-                                                     row["label"], frontend_ms))
+            if lat is not None and row.get("role") == "best" and row.get("judged_on_target"):
+                m = row["measured"]
+                q = 99 if lat.percentile >= 99 else 90 if lat.percentile >= 90 else 50
+                checks.append(measured_latency_check(
+                    lat.max, m[f"p{q}_ms"] + frontend_ms,
+                    f"measured p{q} of {m['runs']} runs by {m['runtime']} on {m['device']}", frontend_ms))
         return checks
 
     def export(self, fmt: str = "all", *, strict: bool = True) -> dict[str, list[Path]]:
@@ -407,9 +428,15 @@ def _budget_row(b: BudgetCheck, cost: Cost) -> dict[str, Any]:
     if b.name in ("accuracy", "field_accuracy") and b.source == "measured":
         d["source"] = "measured (int8, ONNX Runtime, test split)"
     elif b.source == "predicted":
-        how = "calibrated by measurements" if cost.efficiency_source.startswith("calibrated") else "analytical"
-        d["source"] = f"predicted (cost model, {how}: {cost.basis})"
-        d["predicted_by"] = cost.efficiency_source
+        calibrated = cost.efficiency_source.startswith("calibrated")
+        if b.name == "latency_ms" or b.name == "energy_mj" or b.name.startswith("battery"):
+            how = "calibrated latency" if calibrated else "analytical latency"
+            if b.name != "latency_ms":
+                how += " x the device's active power"
+            d["predicted_by"] = cost.efficiency_source
+        else:
+            how = "analytical: weights, planned arena and runtime overheads"
+        d["source"] = f"predicted (cost model, {how}; {cost.basis})"
     return d
 
 

@@ -1,7 +1,7 @@
 """The device agent on loopback: a real uvicorn server in a background thread, the real client, the CLI.
 
 Measurements here use small settings (one round, a few runs) so that each request costs about one child-process
-start; the whole file stays well under a minute on two cores.
+start. The two tests marked slow calibrate a board and run a small search through the agent (~10 s each).
 """
 
 from __future__ import annotations
@@ -386,13 +386,15 @@ def test_read_token_strips_and_warns_when_others_can_read_it(tmp_path, caplog):
         AgentRuntime("http://pi:1", TOKEN).open(fake_model(10), {})
 
 
+@pytest.mark.slow
 def test_a_board_is_calibrated_through_its_agent_and_profile_uses_it(agent, tmp_path, monkeypatch):
     from chipfit import profile
     from chipfit.measure.calibrate import calibrate
     from chipfit.measure.probes import make_probes
 
     monkeypatch.setenv("CHIPFIT_CACHE_DIR", str(tmp_path / "cache"))
-    cal = calibrate("rpi5", runtime=AgentRuntime(agent.url, TOKEN), probes=5, rounds=1, runs=3)
+    cal = calibrate("rpi5", runtime=AgentRuntime(agent.url, TOKEN), probes=5, rounds=1, runs=3,
+                    runtime_name="onnxruntime")
     assert cal.target == "rpi5" and cal.device.startswith(f"agent {agent.url}: ")
     model = make_probes(1, tmp_path / "m", seed=99)[0].path
     cost = profile(model, target="rpi5", runtime="onnxruntime").cost
@@ -401,6 +403,7 @@ def test_a_board_is_calibrated_through_its_agent_and_profile_uses_it(agent, tmp_
     assert_clean(agent)
 
 
+@pytest.mark.slow
 def test_a_run_with_an_agent_calibrates_there_and_measures_its_finalists_there(agent, token_file, tmp_path):
     import yaml
 

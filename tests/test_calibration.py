@@ -140,6 +140,50 @@ def test_cli_calibrate_then_profile_gives_the_calibrated_prediction_labelled(tmp
     assert m["source"] == "measured" and m["latency_ms"] > 0 and "onnxruntime" in m["runtime"]
 
 
-def test_cli_calibrate_a_board_without_its_agent_exits_2(tmp_path):
-    rc, _, err = _cli("calibrate", "--target", "stm32h743", "--probes", "5", env={"CHIPFIT_CACHE_DIR": str(tmp_path)})
-    assert rc == 2 and "chipfit agent" in err and "Traceback" not in err
+def test_cli_calibrate_refuses_what_it_cannot_calibrate(tmp_path):
+    env = {"CHIPFIT_CACHE_DIR": str(tmp_path)}
+    rc, _, err = _cli("calibrate", "--target", "rpi5.onnxruntime", "--probes", "5", env=env)
+    assert rc == 2 and "chipfit agent" in err and "Traceback" not in err  # a board needs its agent
+    rc, _, err = _cli("calibrate", "--target", "stm32h743", "--probes", "5", env=env)
+    assert rc == 2 and "ONNX Runtime" in err and "Traceback" not in err  # probes run on ONNX Runtime only
+    rc, _, err = _cli("calibrate", "--target", "host", "--agent", "http://127.0.0.1:9", "--token-file", "x", env=env)
+    assert rc == 2 and "this machine" in err
+
+
+def test_probes_beyond_a_runtime_batch_limit_are_measured_in_anchored_batches(probes):
+    import dataclasses
+
+    from chipfit.measure.calibrate import measure_probes
+
+    class Drifting(FakeRuntime):
+        """Takes 6 models per call, and gets 20 % slower with every call (a drifting device)."""
+
+        calls = 0
+
+        def max_batch(self):
+            return 6
+
+        def measure_many(self, artifacts, inputs=None, **kw):
+            self.calls += 1
+            ms = super().measure_many(artifacts, inputs, **kw)
+            assert len(ms) <= 6
+            return [dataclasses.replace(m, latency_ms=m.latency_ms * 1.2 ** self.calls) for m in ms]
+
+    paths = [p.path for p in probes[:14]]
+    rt = Drifting()
+    got = [m.latency_ms for m in measure_probes(rt, paths)]
+    truth = [m.latency_ms * 1.2 for m in FakeRuntime().measure_many(paths)]  # the first batch's scale
+    assert rt.calls == 3  # 2 anchors + 4 new probes per call: 6, then 4, then 4 new
+    np.testing.assert_allclose(got, truth, rtol=1e-9)
+
+
+def test_a_model_declaring_a_huge_input_is_refused_before_anything_allocates():
+    from onnx import TensorProto, helper
+
+    from chipfit.measure.modelfile import inspect_model_bytes
+
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2_000_000_000])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2_000_000_000])])
+    with pytest.raises(MeasurementError, match="input elements"):
+        inspect_model_bytes(helper.make_model(g).SerializeToString(), name="huge.onnx")

@@ -15,17 +15,24 @@ from chipfit.cost.calibration import Calibration
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def host_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("hostrun")
+pytestmark = pytest.mark.slow
+
+
+def _contract(folder, **measure):
     doc = yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
     doc.update(name="digits-host", target="host", runtime="onnxruntime", duty_cycle=None, field=[])
     doc["budgets"] = {"latency_ms": {"max": 5}, "accuracy": 0.5}
     doc["search"].update(trials=4, epochs=2, rung_epochs=1, time_budget_s=120)
-    doc["measure"] = {"calibration_probes": 6, "finalists": 2}
+    doc["measure"] = {"calibration_probes": 6, "finalists": 2, **measure}
     path = folder / "host.yaml"
     path.write_text(yaml.safe_dump({k: v for k, v in doc.items() if v is not None}))
-    run = chipfit.create_run(path, out=folder / "run")
+    return path
+
+
+@pytest.fixture(scope="module")
+def host_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hostrun")
+    run = chipfit.create_run(_contract(folder), out=folder / "run")
     run.search()
     report = run.finalize()
     return run, report
@@ -39,6 +46,7 @@ def test_run_calibrates_once_before_searching(host_run):
     assert feasible
     g = run.best_cost()
     assert g.efficiency_source == cal.describe()
+    assert run.best.predicted["latency_ms"] == pytest.approx(g.latency_ms)  # the search priced it calibrated
     assert run.calibrate() == cal  # loaded, not measured again
 
 
@@ -48,15 +56,16 @@ def test_report_shows_predicted_beside_measured(host_run):
     assert rows and rows[0]["role"] == "best"
     for row in rows:
         assert row["measured_latency_ms"] > 0 and row["predicted_latency_ms"] > 0
-        assert row["label"].startswith("measured (min of 100 runs")
+        assert row["label"].startswith("measured (min of 100 runs") and row["judged_on_target"]
         assert "onnxruntime" in row["label"] and "host:" in row["label"]
         assert row["measured"]["peak_memory_bytes"] is not None
     budgets = {b["name"]: b for b in report["budgets"]}
-    assert budgets["latency_ms"]["source"].startswith("predicted (cost model, calibrated by measurements: onnxruntime "
-                                                      "on host")
+    assert budgets["latency_ms"]["source"].startswith("predicted (cost model, calibrated latency; onnxruntime on host")
     assert budgets["latency_ms"]["predicted_by"].startswith("calibrated: 6 probe measurements")
-    measured = budgets["latency_ms (measured)"]
-    assert measured["source"] == "measured" and measured["achieved"] == pytest.approx(rows[0]["measured_latency_ms"])
+    measured = budgets["latency_ms (measured)"]  # the contract's p90, on the measurement's p90
+    assert measured["source"] == "measured" and measured["achieved"] == pytest.approx(rows[0]["measured"]["p90_ms"])
+    assert "measured p90 of 100 runs by onnxruntime" in measured["basis"]
+    assert budgets["ram_kb"]["source"].startswith("predicted (cost model, analytical")
     saved = json.loads((run.dir / "report.json").read_text())
     assert saved["measured"][0]["id"] == rows[0]["id"]
 
@@ -67,3 +76,28 @@ def test_html_report_shows_the_measurements(host_run):
     run, _ = host_run
     html = render(run).read_text()
     assert "Predicted vs measured" in html and "measured (min of 100 runs" in html
+
+
+def test_a_cached_calibration_is_copied_into_the_run_and_an_unreachable_agent_is_recorded(tmp_path, monkeypatch,
+                                                                                      host_run):
+    from chipfit.report.html import render
+
+    run0, _ = host_run
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CHIPFIT_CACHE_DIR", str(cache))
+    cal = Calibration.load(run0.dir / "calibration.json")
+    from chipfit.cost.calibration import calibration_path
+
+    cal.save(calibration_path("host", "onnxruntime", "int8", cal.device))
+    token = tmp_path / "t.token"
+    token.write_text("0123456789abcdef0123")
+    token.chmod(0o600)
+    path = _contract(tmp_path, agents=[{"url": "http://127.0.0.1:9", "token_file": str(token)}])
+    run = chipfit.create_run(path, out=tmp_path / "run")
+    run.search()  # no probe is measured: the cached calibration is used
+    assert Calibration.load(run.dir / "calibration.json") == cal
+    report = run.finalize()  # the agent is down: recorded, not fatal
+    failures = [m for m in report["measured"] if "failure" in m]
+    assert failures and failures[0]["device"] == "http://127.0.0.1:9" and "127.0.0.1:9" in failures[0]["failure"]
+    assert any(m.get("role") == "best" for m in report["measured"])  # the host still measured it
+    assert "not measured on http://127.0.0.1:9" in render(run).read_text()

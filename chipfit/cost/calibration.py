@@ -173,8 +173,10 @@ class Calibration:
         try:
             return cls.from_dict(json.loads(p.read_text()))
         except (OSError, ValueError, TypeError, KeyError) as e:
-            raise MeasurementError(f"calibration file '{p}' is unreadable ({type(e).__name__}: {e}); delete it "
-                                   "and run `chipfit calibrate` again.") from None
+            what = ("delete it to let the run calibrate again (its candidates were priced with it, so resume "
+                    "then re-prices them)") if p.name == "calibration.json" else "delete it and run `chipfit " \
+                "calibrate` again"
+            raise MeasurementError(f"calibration file '{p}' is unreadable ({type(e).__name__}: {e}); {what}.") from None
 
 
 def fit_calibration(graphs: Sequence[OpGraph], measured_ms: Sequence[float], *, target: str, runtime: str,
@@ -188,7 +190,9 @@ def fit_calibration(graphs: Sequence[OpGraph], measured_ms: Sequence[float], *, 
         raise MeasurementError(f"a calibration needs >= 3 measured graphs, one latency each; given {len(graphs)} "
                                f"graphs and {len(y)} latencies.")
     if np.any(~np.isfinite(y)) or np.any(y <= 0):
-        raise MeasurementError("every measured latency must be a positive number.")
+        bad = [(i, float(v)) for i, v in enumerate(y) if not np.isfinite(v) or v <= 0][:5]
+        raise MeasurementError(f"expected every measured latency to be a positive number; given (index, ms) {bad}. "
+                               "Drop those measurements or measure again.")
     feats = [graph_features(g) for g in graphs]
     keys = sorted(set().union(*feats))
     x = np.array([[f.get(k, 0.0) for k in keys] for f in feats])

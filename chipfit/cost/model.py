@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from chipfit.cost.arena import ArenaPlan, buffers, plan
-from chipfit.cost.calibration import Calibration
+from chipfit.cost.calibration import SCHEME, Calibration
 from chipfit.graph.opgraph import DTYPE_BYTES, OpClass, OpGraph
+from chipfit.logging import get_logger
 from chipfit.targets.knowledge import MAC_CLASSES, core_types, efficiency, runtimes
 from chipfit.targets.target import Target
 
+_log = get_logger(__name__)
 _PARALLEL_EFFICIENCY = 0.7  # est.: share of each extra application core a runtime turns into speed-up
 
 
@@ -97,13 +99,20 @@ class CostModel:
         self.calibration = dict(calibration or {})
         self.calibrations = tuple(calibrations)
         self.auto_calibration = auto_calibration
+        self._found: dict[tuple[str, str, str, str], Calibration | None] = {}
 
     @classmethod
     def for_run(cls, run_dir: str | Path) -> CostModel:
         """The cost model of a run: calibrated by the run's ``calibration.json`` when it has one, and never by
         a cache outside the run (so a resumed run prices candidates exactly as before)."""
         p = Path(run_dir) / "calibration.json"
-        return cls(calibrations=[Calibration.load(p)] if p.is_file() else (), auto_calibration=False)
+        cals = [Calibration.load(p)] if p.is_file() else []
+        for cal in cals:
+            if cal.scheme != SCHEME:
+                _log.warning("%s was fitted with feature scheme %s, this chipfit uses %s: it is ignored and the "
+                             "analytical model prices candidates (delete the file to calibrate again)", p, cal.scheme,
+                             SCHEME)
+        return cls(calibrations=cals, auto_calibration=False)
 
     def calibration_for(self, target: Target, runtime: str, dtype: str) -> Calibration | None:
         """The calibration that applies to ``target`` x ``runtime`` x ``dtype``, if any."""
@@ -112,12 +121,28 @@ class CostModel:
                 return cal
         if not self.auto_calibration:
             return None
+        key = (target.name, target.origin, runtime, dtype)
+        if key not in self._found:  # one cache lookup per model instance, not per estimate
+            self._found[key] = self._find(target, runtime, dtype)
+        return self._found[key]
+
+    @staticmethod
+    def _find(target: Target, runtime: str, dtype: str) -> Calibration | None:
         from chipfit.cost.calibration import find_calibration
 
         if target.origin == "host":
+            import onnxruntime as ort
+
             from chipfit.measure.base import host_device
 
-            return find_calibration("host", runtime, dtype, f"host: {host_device()}")
+            cal = find_calibration("host", runtime, dtype, f"host: {host_device()}")
+            stale = cal is not None and cal.runtime_version.startswith("onnxruntime ") and \
+                not cal.runtime_version.startswith(f"onnxruntime {ort.__version__} ")
+            if stale:
+                _log.warning("ignoring the host calibration made with %s (now onnxruntime %s): run `chipfit "
+                             "calibrate` again", cal.runtime_version, ort.__version__)
+                return None
+            return cal
         return find_calibration(target.name, runtime, dtype)  # made through a device agent
 
     def estimate(self, graph: OpGraph, target: Target, *, runtime: str | None = None, dtype: str = "int8",

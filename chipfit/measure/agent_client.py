@@ -152,7 +152,9 @@ class AgentRuntime(Runtime):
             401: f"the agent refused the token; {TOKEN_HINT}",
             413: "the upload is larger than the agent accepts; send fewer or smaller models per call, or start "
                  "the agent with a larger --max-upload-mb",
-            400: "the agent rejected the request; send ONNX or TFLite files (e.g. best/model.int8.onnx)",
+            400: ("the agent rejected a file; send ONNX or TFLite files (e.g. best/model.int8.onnx)"
+                  if "not a model" in str(detail) or "external data" in str(detail) else
+                  "the agent rejected the request"),
             415: "the agent expects a multipart/form-data upload",
             422: "the measurement failed on the device",
             503: f"the agent is busy (its queue is full); retry after {retry_after or 'a few'} s, or measure "
@@ -161,6 +163,11 @@ class AgentRuntime(Runtime):
                  "or start the agent with a larger --timeout-s",
         }.get(status, "unexpected answer from the agent")
         return MeasurementError(f"chipfit agent at {self.url} answered {status}: {str(detail).rstrip('. ')}. {what}.")
+
+    def max_batch(self) -> int | None:
+        """The agent's models-per-request limit (from its facts)."""
+        limit = self.facts().get("limits", {}).get("max_models")
+        return int(limit) if limit else None
 
     def facts(self) -> dict[str, Any]:
         """The agent's device facts: device, OS, CPUs, RAM, runtimes and versions, limits, chipfit version."""

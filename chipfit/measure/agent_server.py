@@ -429,6 +429,7 @@ class _Agent:
         env = dict(os.environ)
         src = str(Path(chipfit.__file__).resolve().parents[1])
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env["TMPDIR"] = str(req_dir)  # anything the worker writes (fresh-process memory probes) stays in req_dir
         proc = subprocess.Popen([sys.executable, "-P", "-m", "chipfit.measure.agent_worker", str(req_dir)],
                                 cwd=req_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, start_new_session=True)

@@ -92,6 +92,10 @@ class Runtime(ABC):
         measured; ``None`` where this runtime cannot say."""
         return None
 
+    def max_batch(self) -> int | None:
+        """The most models one :meth:`measure_many` call may take (``None``: no limit)."""
+        return None
+
     def check_kind(self, model: ModelFile) -> None:
         if model.kind not in self.kinds:
             other = {"onnx": "onnxruntime", "tflite": "litert"}[model.kind]
@@ -173,10 +177,10 @@ def _energy(fn: Callable[[], Any], meter: PowerMeter | None, inferences: int) ->
 
     meter = meter or RaplMeter()
     try:
-        r = meter.measure(fn, inferences=inferences)
+        r = meter.measure(fn, inferences=inferences, idle_s=0.5)
     except MeasurementError as e:
         return None, f"not measured: {e}"
-    return r.energy_mj_per_inference, f"{r.method} ({r.inferences} inferences)"
+    return r.energy_mj_per_inference, f"{r.method} ({r.inferences} inferences, above 0.5 s of idle)"
 
 
 def _registry() -> dict[str, type[Runtime]]:

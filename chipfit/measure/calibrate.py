@@ -13,6 +13,8 @@ import logging
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from chipfit.cost.calibration import Calibration, calibration_path, fit_calibration
 from chipfit.errors import UsageError
 from chipfit.measure.base import Runtime
@@ -34,9 +36,37 @@ def default_runtime(target: str) -> Runtime:
     return OrtRuntime(threads=1)
 
 
+ANCHORS = 2  # probes repeated in every batch when a runtime takes fewer models per call than there are probes
+
+
 def measure_probes(runtime: Runtime, paths: list[Path], *, rounds: int = 5, runs: int = 20) -> list[Measurement]:
-    """Measure probe files interleaved (drift-stable minimum)."""
-    return runtime.measure_many(paths, rounds=rounds, runs=runs, warmup=5, estimator="min")
+    """Measure probe files interleaved (drift-stable minimum). When the runtime takes fewer models per call
+    (a device agent's ``max_models``), the probes go in batches that each repeat the first :data:`ANCHORS`
+    probes; each batch is rescaled by how its anchors compare with the first batch's, so drift between
+    batches does not leak into the fit."""
+    import dataclasses
+
+    batch = runtime.max_batch()
+    kw = {"rounds": rounds, "runs": runs, "warmup": 5, "estimator": "min"}
+    if batch is None or len(paths) <= batch:
+        return runtime.measure_many(paths, **kw)
+    if batch <= ANCHORS:
+        raise UsageError(f"the runtime takes {batch} models per call; calibrating in batches needs more than "
+                         f"{ANCHORS} (start the agent with a larger --max-models).")
+    anchors, rest = paths[:ANCHORS], paths[ANCHORS:]
+    step = batch - ANCHORS
+    first = runtime.measure_many([*anchors, *rest[:step]], **kw)
+    ref = [m.latency_ms for m in first[:ANCHORS]]
+    out = list(first)
+    for i in range(step, len(rest), step):
+        ms = runtime.measure_many([*anchors, *rest[i:i + step]], **kw)
+        scale = float(np.exp(np.mean([np.log(r / m.latency_ms) for r, m in zip(ref, ms, strict=False)])))
+        log.info("probe batch %d: drift against the first batch %+.1f%% (anchors), corrected", i // step + 1,
+                 (1 / scale - 1) * 100)
+        out += [dataclasses.replace(m, latency_ms=m.latency_ms * scale,
+                                    estimator=m.estimator + f"; batch rescaled x{scale:.3f} by {ANCHORS} anchors")
+                for m in ms[ANCHORS:]]
+    return out
 
 
 def calibrate(target: str = "host", *, runtime: Runtime | None = None, probes: int = DEFAULT_PROBES,

@@ -97,7 +97,13 @@ class LiteRtRuntime(Runtime):
         self.check_kind(model)
         it = self.interpreter(model)
         details = it.get_input_details()
-        for d, (_, x) in zip(details, inputs.items(), strict=False):
+        if len(details) != len(inputs):
+            raise MeasurementError(f"'{model.name}' has {len(details)} inputs; given {len(inputs)} "
+                                   f"({', '.join(inputs)}).")
+        by_name = {d["name"]: d for d in details}
+        pairs = ([(by_name[k], v) for k, v in inputs.items()] if set(inputs) == set(by_name)
+                 else list(zip(details, inputs.values(), strict=True)))  # names differ: the model's order
+        for d, x in pairs:
             it.set_tensor(d["index"], np.asarray(x, dtype=d["dtype"]).reshape(d["shape"]))
         it.invoke()
         return it.invoke

@@ -61,13 +61,21 @@ def _child(kind: str, path: str, threads: int) -> dict[str, int]:
 
 
 def _spawn(kind: str, path: str, threads: int) -> int:
-    proc = subprocess.run([sys.executable, "-m", "chipfit.measure.memory", kind, path, str(threads)],
-                          capture_output=True, text=True, timeout=300)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "chipfit.measure.memory", kind, path, str(threads)],
+                              capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        raise MeasurementError(f"measuring the peak memory of '{Path(path).name}' took over 300 s; measure "
+                               "without --memory.") from None
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise MeasurementError(f"the memory-measuring process for '{Path(path).name}' failed: {tail[0][:300]}")
-    d = json.loads(proc.stdout.strip().splitlines()[-1])
-    return int(d["after"]) - int(d["before"])
+    try:
+        d = json.loads(proc.stdout.strip().splitlines()[-1])
+        return int(d["after"]) - int(d["before"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        raise MeasurementError(f"the memory-measuring process for '{Path(path).name}' printed no reading "
+                               f"(stdout: {proc.stdout[-200:]!r}).") from None
 
 
 @functools.cache

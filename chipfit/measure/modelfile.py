@@ -27,6 +27,7 @@ import numpy as np
 
 from chipfit.errors import MeasurementError
 
+MAX_INPUT_ELEMENTS = 2**26  # 64 M elements (256 MB of float32): a model asking for more is refused, not run
 _ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16", 11: "float64"}
 _TFLITE_DTYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 9: "int8", 7: "int16"}
 
@@ -125,12 +126,20 @@ def _inspect_tflite(data: bytes, name: str) -> ModelFile:
 
 
 def inspect_model_bytes(data: bytes, *, name: str = "model") -> ModelFile:
-    """Validate ``data`` as an ONNX or TFLite model, recognised by content; raise MeasurementError if not."""
+    """Validate ``data`` as an ONNX or TFLite model, recognised by content; raise MeasurementError if not.
+    Inputs larger than :data:`MAX_INPUT_ELEMENTS` in total are refused (a 75-byte file may declare a 16 GB input).
+    """
     if len(data) >= 8 and data[4:8] == b"TFL3":
-        return _inspect_tflite(data, name)
-    if not data:
+        mf = _inspect_tflite(data, name)
+    elif not data:
         raise _not_a_model(name, "the file is empty")
-    return _inspect_onnx(data, name)
+    else:
+        mf = _inspect_onnx(data, name)
+    total = sum(int(np.prod(i.shape, dtype=np.float64)) for i in mf.inputs)
+    if total > MAX_INPUT_ELEMENTS:
+        raise MeasurementError(f"'{name}' declares inputs of {total:,} elements in all; chipfit measures models with "
+                               f"at most {MAX_INPUT_ELEMENTS:,} input elements (edge models take far fewer).")
+    return mf
 
 
 def inspect_model(path: str | Path, *, max_bytes: int | None = None) -> ModelFile:

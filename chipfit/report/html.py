@@ -149,20 +149,25 @@ def render(run: Run) -> Path:
     if meas:
         mrows = []
         for m in meas:
-            if "error" in m and "id" not in m:
+            if "failure" in m:
                 mrows.append([_td("-"), _td("-"), _td("-"), _td("-"), _td("-"), _td("-"),
-                              _td(_e(f"failed on {m['device']}: {m['error']}"))])
+                              _td(_e(f"not measured on {m['device']}: {m['failure']}"), "FAIL")])
                 continue
             mem = m["measured"].get("peak_memory_bytes")
+            err = "-" if m.get("relative_error") is None else f"{m['relative_error']:+.1%}"
             mrows.append([_td(f"{m['id']} ({_e(m['role'])})"), _td(_fmt(m["accuracy_int8"]), "num"),
                           _td(_fmt(m["predicted_latency_ms"], "ms"), "num"),
-                          _td(_fmt(m["measured_latency_ms"], "ms"), "num"), _td(f"{m['error']:+.1%}", "num"),
+                          _td(_fmt(m["measured_latency_ms"], "ms"), "num"), _td(err, "num"),
                           _td("-" if mem is None else f"{mem / 2**20:.2f} MiB", "num"), _td(_e(m["label"]))])
+        basis = next((m["predicted_basis"] for m in meas if "predicted_basis" in m), "cost model")
         parts += ["<h2>Predicted vs measured</h2>",
-                  f"<p><small>predicted: {_e(meas[0].get('predicted_basis', 'cost model'))}; network only (the "
-                  "front-end is not in the model file)</small></p>",
+                  f"<p><small>predicted: {_e(basis)}; network only (the front-end is not in the model file). "
+                  "Measured: the minimum over interleaved rounds (see each row).</small></p>",
                   _table(["finalist", "int8 val acc", "predicted latency", "measured latency", "error",
                           "peak memory (measured)", "how measured"], mrows, "measured-table")]
+    elif run.contract.measure.finalists == 0:
+        parts.append("<h2>Predicted vs measured</h2><p>The contract asks for no measurement of finalists "
+                     "(<code>measure.finalists: 0</code>); every cost figure is predicted.</p>")
     else:
         parts.append("<h2>Predicted vs measured</h2><p>Every cost figure of this run is predicted by the cost model: "
                      "no runtime could measure its models (the target is not this machine and the contract lists no "
