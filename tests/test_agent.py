@@ -434,3 +434,17 @@ def test_energy_is_metered_on_the_device_or_says_why_not(agent):
     m = AgentRuntime(agent.url, TOKEN).measure(fake_model(2000), rounds=1, runs=3, energy=True)
     assert m.energy_method is not None
     assert m.energy_mj is not None or m.energy_method.startswith("not measured: RAPL")
+
+
+def test_an_upload_that_trickles_is_cut_off_with_408(start_agent, monkeypatch):
+    from chipfit.measure import agent_server
+
+    monkeypatch.setattr(agent_server, "UPLOAD_TIMEOUT_S", 0.5)
+    a = start_agent()
+    host = a.url.removeprefix("http://")
+    head = (f"POST /measure HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 1000\r\n\r\n--xyz\r\n")
+    answer = raw_request(a.url, head, timeout=10)
+    assert b" 408 " in answer.split(b"\r\n")[0] and b"upload too slow" in answer
+    assert httpx.get(f"{a.url}/health", timeout=5).status_code == 200
+    assert_clean(a)

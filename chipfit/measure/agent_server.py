@@ -460,6 +460,9 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
             proc.kill()
 
 
+UPLOAD_TIMEOUT_S = 120.0
+
+
 async def _measure(agent: _Agent, request: Request) -> JSONResponse:
     lim = agent.limits
     if agent.pending >= lim.max_concurrent + lim.max_queue:
@@ -470,7 +473,11 @@ async def _measure(agent: _Agent, request: Request) -> JSONResponse:
     req_dir: Path | None = None
     try:
         req_dir = Path(tempfile.mkdtemp(prefix="req-", dir=agent.workdir))
-        upload = await _read_upload(request, req_dir, lim.max_models)
+        try:  # a client that trickles its upload must not hold a place in the queue for ever
+            upload = await asyncio.wait_for(_read_upload(request, req_dir, lim.max_models), UPLOAD_TIMEOUT_S)
+        except TimeoutError:
+            raise _Reject(408, "upload too slow", f"the upload did not finish within {UPLOAD_TIMEOUT_S:g} s; "
+                                                  "send smaller or fewer models per request.") from None
         spec = _parse_spec(upload.spec)
         write_json(req_dir / SPEC_FILE, {"spec": spec.model_dump(), "threads": lim.threads,
                                          "models": [{"file": f, "name": n} for f, n in upload.models]})
