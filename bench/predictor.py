@@ -1,6 +1,7 @@
 """How well chipfit predicts host latency (ONNX Runtime, int8 QDQ, 1 thread) of networks it has not seen.
 
-* Calibration set: the probe networks ``chipfit calibrate --target host`` uses (50 by default, seed 1000).
+* Calibration set: the probe networks ``chipfit calibrate --target host`` uses (50 by default, seed 1000): the
+  50 that cover a draw of 400 (k-means over each network's cost composition); also 50 random ones for comparison.
 * Test set: >= 100 other networks drawn at random from the same search spaces (seed 2000), minus any whose
   architecture also appears in the calibration set.
 * Every network of both sets is measured twice, interleaved in one process (minimum over 5 rounds x 20
@@ -52,25 +53,40 @@ def main() -> None:
     ap.add_argument("--calibration", type=int, default=50)
     ap.add_argument("--sizes", default="50,100,200", help="calibration-set sizes to compare (first N of the draw)")
     ap.add_argument("--test", type=int, default=120)
+    ap.add_argument("--seeds", type=int, default=5, help="calibration draws to compare (covering and random)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=20)
     args = ap.parse_args()
     t0 = time.time()
+    nc = args.calibration
     with tempfile.TemporaryDirectory() as d:
-        sizes = sorted({args.calibration, *(int(x) for x in args.sizes.split(",") if x)})
-        cal = make_probes(max(sizes), Path(d) / "cal", seed=CALIBRATION_SEED)
-        seen = {(p.space, p.config.key) for p in cal}
-        test = [p for p in make_probes(args.test + 10, Path(d) / "test", seed=TEST_SEED)
+        sizes = sorted({nc, *(int(x) for x in args.sizes.split(",") if x)})
+        # what `chipfit calibrate --probes N` builds: N probes covering a larger draw (design="cover"); the
+        # default seed first, then other seeds to show how much the draw matters; random picks for comparison
+        sets: dict[str, list] = {f"cover{n}": make_probes(n, Path(d) / f"cover{n}", seed=CALIBRATION_SEED,
+                                                          design="cover") for n in sizes}
+        for k in range(1, args.seeds):
+            sets[f"cover{nc}-s{k}"] = make_probes(nc, Path(d) / f"cover-s{k}", seed=CALIBRATION_SEED + k,
+                                                  design="cover")
+        for k in range(args.seeds):
+            sets[f"random{nc}-s{k}"] = make_probes(nc, Path(d) / f"random-s{k}", seed=CALIBRATION_SEED + k)
+        seen = {(p.space, p.config.key) for ps in sets.values() for p in ps}
+        test = [p for p in make_probes(args.test + 60, Path(d) / "test", seed=TEST_SEED)
                 if (p.space, p.config.key) not in seen][:args.test]
+        groups = {**sets, "test": test}
+        paths = [p.path for g in groups.values() for p in g]
         rt = OrtRuntime(threads=1)
-        paths = [p.path for p in cal + test]
         passes = [rt.measure_many(paths, rounds=args.rounds, runs=args.runs) for _ in range(2)]
         a = np.array([m.latency_ms for m in passes[0]])
         b = np.array([m.latency_ms for m in passes[1]])
-        ncal = len(cal)
-        nc = args.calibration
-        y_cal, y_test = a[:nc], a[ncal:]
-        calib = fit_calibration([p.graph for p in cal[:nc]], y_cal, target="host", runtime="onnxruntime", dtype="int8",
+        y: dict[str, np.ndarray] = {}
+        i = 0
+        for key, g in groups.items():
+            y[key] = a[i:i + len(g)]
+            i += len(g)
+        y_test = y["test"]
+        cal, y_cal = sets[f"cover{nc}"], y[f"cover{nc}"]
+        calib = fit_calibration([p.graph for p in cal], y_cal, target="host", runtime="onnxruntime", dtype="int8",
                                 device=passes[0][0].device, estimator="min (interleaved)",
                                 runtime_version=passes[0][0].runtime)
         host = create_target("host")
@@ -78,33 +94,45 @@ def main() -> None:
         pred = np.array([profile(p.path, target=host, cost_model=cm).cost.latency_ms for p in test])
         raw = np.array([profile(p.path, target=host, cost_model=CostModel(auto_calibration=False)).cost.latency_ms
                         for p in test])
-        by_size = []
-        for n in sizes:
-            c = fit_calibration([p.graph for p in cal[:n]], a[:n], target="host", runtime="onnxruntime",
+
+        def predict(key: str) -> np.ndarray:
+            c = fit_calibration([p.graph for p in sets[key]], y[key], target="host", runtime="onnxruntime",
                                 dtype="int8", device="d", estimator="min (interleaved)")
-            by_size.append((n, np.array([c.predict_ms(p.graph) for p in test])))
-    macs_cal = np.array([p.graph.macs for p in cal[:nc]], float)
+            return np.array([c.predict_ms(p.graph) for p in test])
+
+        spread = {kind: [stats(predict(f"{kind}{nc}" + (f"-s{k}" if k or kind == "random" else "")), y_test)
+                         for k in range(args.seeds)] for kind in ("cover", "random")}
+        larger = [(n, predict(f"cover{n}")) for n in sizes if n != nc]
+    macs_cal = np.array([p.graph.macs for p in cal], float)
     macs_test = np.array([p.graph.macs for p in test], float)
     k, _ = nnls((macs_cal / y_cal)[:, None], np.ones(nc))
     kb, _ = nnls(np.stack([macs_cal, np.ones(nc)], 1) / y_cal[:, None], np.ones(nc))
     rep = np.abs(b / a - 1)
     rows = [
-        row("chipfit, calibrated (chipfit calibrate + profile)", pred, y_test, str(nc)),
+        row(f"chipfit, calibrated (chipfit calibrate --probes {nc}, then profile)", pred, y_test, str(nc)),
         row("baseline: a x MACs", k[0] * macs_test, y_test, str(nc)),
         row("baseline: a x MACs + b", kb[0] * macs_test + kb[1], y_test, str(nc)),
         row("chipfit, uncalibrated (measured host peaks x est. efficiency)", raw, y_test, "0"),
         ["measurement repeatability (pass 2 vs pass 1, all networks)", f"{np.mean(rep <= .10):.1%}",
          f"{np.mean(rep <= .20):.1%}", f"{np.median(rep):.1%}", "-"],
     ]
-    rows += [row(f"chipfit, calibrated on the first {n} probes", p_n, y_test, str(n)) for n, p_n in by_size
-             if n != nc]
+    for kind, label in (("cover", "covering"), ("random", "random")):
+        w = np.array(spread[kind])
+        rows.append([f"chipfit, {nc} {label} probes, {args.seeds} draws: mean (min-max)",
+                     f"{w[:, 0].mean():.1%} ({w[:, 0].min():.1%}-{w[:, 0].max():.1%})",
+                     f"{w[:, 1].mean():.1%} ({w[:, 1].min():.1%}-{w[:, 1].max():.1%})",
+                     f"{w[:, 2].mean():.1%}", str(nc)])
+    rows += [row(f"chipfit, calibrated on {n} covering probes", p_n, y_test, str(n)) for n, p_n in larger]
     body = table(["predictor (test set)", "within ±10%", "within ±20%", "median abs error",
                   "calibration measurements"], rows)
     lo, hi = np.percentile(y_test, [0, 100])
     spaces = sorted({p.space for p in test})
     body += (f"\n\n{len(test)} test networks (latency {lo * 1e3:.0f}-{hi * 1e3:.0f} us; MACs "
              f"{macs_test.min():,.0f}-{macs_test.max():,.0f}) from the {', '.join(spaces)} search spaces, none "
-             f"used for calibration; {nc} calibration networks (larger sets extend the same draw). "
+             f"used for calibration; calibration probes cover a larger draw (seed {CALIBRATION_SEED}) as "
+             f"`chipfit calibrate` does (the first row uses its default seed); the draws rows repeat that with "
+             f"seeds {CALIBRATION_SEED}-{CALIBRATION_SEED + args.seeds - 1}, and with the first {nc} of each draw "
+             f"taken at random instead. "
              f"Measured: {passes[0][0].runtime} on "
              f"{passes[0][0].device}; estimator: {passes[0][0].estimator.split(' interleaved')[0]}, all "
              f"{len(paths)} networks interleaved, two passes. Predicted: int8 QDQ ONNX files read by "

@@ -85,13 +85,14 @@ def calibrate(target: str = "host", *, runtime: Runtime | None = None, probes: i
                     "(50 probes gave a median error of ~4%% on unseen networks, BENCHMARKS.md)", probes)
     with tempfile.TemporaryDirectory(prefix="chipfit-probes-") as tmp:
         d = Path(workdir) if workdir else Path(tmp)
-        built = make_probes(probes, d, seed=seed, dtype=dtype)
+        built = make_probes(probes, d, seed=seed, dtype=dtype, design="cover")
         log.info("measuring %d probe networks on %s", len(built), rt.describe())
         ms = measure_probes(rt, [p.path for p in built], rounds=rounds, runs=runs)
     cal = fit_calibration([p.graph for p in built], [m.latency_ms for m in ms], target=target, runtime=runtime_name,
                           dtype=dtype, device=ms[0].device, estimator=ms[0].estimator.split(" interleaved")[0]
                           + " (interleaved)", runtime_version=ms[0].runtime,
-                          source=f"chipfit calibrate: {len(built)} probes from the search spaces, seed {seed}")
+                          source=f"chipfit calibrate: {len(built)} probes covering {max(300, 8 * probes)} drawn "
+                          f"from the search spaces, seed {seed}")
     if save:
         path = cal.save(calibration_path(target, runtime_name, dtype, cal.device))
         log.info("calibration saved to %s", path)

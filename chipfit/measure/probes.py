@@ -73,21 +73,59 @@ def sample_configs(n: int, seed: int = 0) -> list[tuple[str, InputSpec, ArchConf
     return out
 
 
-def make_probes(n: int, out_dir: str | Path, *, seed: int = 0, dtype: str = "int8",
-                skip: int = 0) -> list[Probe]:
+def cover(configs: list[tuple[str, InputSpec, ArchConfig]], n: int, seed: int = 0) -> list[int]:
+    """Indices of ``n`` configs that cover the pool's *cost composition*: each graph's calibration features,
+    scaled per feature to the pool's maximum, as shares of the graph's total, on a log scale; k-means with
+    ``n`` clusters; the config nearest each centre. With 50 probes this predicted unseen networks within
+    ±10 % markedly more often than 50 random draws (exploratory draws, seeds 7 and 8: 93 % vs 86 %), because
+    a random draw can leave a costly feature (a 3-channel stem, a residual block) with few examples."""
+    from sklearn.cluster import KMeans
+
+    from chipfit.cost.calibration import graph_features
+    from chipfit.space import create_space
+
+    feats = [graph_features(create_space(spec, 10).graph(cfg)) for _, spec, cfg in configs]
+    keys = sorted(set().union(*feats))
+    x = np.array([[f.get(k, 0.0) for k in keys] for f in feats])
+    share = x / np.maximum(x.max(axis=0), 1e-12)
+    share /= np.maximum(share.sum(axis=1, keepdims=True), 1e-12)
+    z = np.log1p(100.0 * share)
+    km = KMeans(n, n_init=3, random_state=seed).fit(z)
+    chosen: list[int] = []
+    for centre in km.cluster_centers_:
+        for j in np.argsort(np.linalg.norm(z - centre, axis=1)):
+            if int(j) not in chosen:
+                chosen.append(int(j))
+                break
+    return sorted(chosen)
+
+
+def make_probes(n: int, out_dir: str | Path, *, seed: int = 0, dtype: str = "int8", skip: int = 0,
+                design: str = "random", pool: int | None = None) -> list[Probe]:
     """Build ``n`` probe networks in ``out_dir`` (``dtype`` ``int8``: QDQ int8 as a run ships; ``float32``).
-    ``skip`` drops the first configs of the same seeded sequence, so two calls can draw disjoint sets."""
+
+    ``design="random"`` takes the first ``n`` configs of the seeded draw (``skip`` drops the first ones, so two
+    calls can draw disjoint sets); ``design="cover"`` draws a pool (default ``max(300, 8 n)`` configs, costed
+    from their graphs only) and builds the ``n`` that cover it (:func:`cover`), which is what calibration uses.
+    """
     import torch
 
     from chipfit.graph.onnx_reader import from_onnx
     from chipfit.quantize.int8 import export_onnx, quantize_int8
     from chipfit.space import create_space
 
+    if design not in ("random", "cover"):
+        raise ValueError(f"design must be 'random' or 'cover'; given {design!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     probes = []
     torch.manual_seed(seed)
-    for i, (sname, spec, cfg) in enumerate(sample_configs(n + skip, seed)[skip:]):
+    if design == "cover":
+        drawn = sample_configs(max(pool or 0, 300, 8 * n) + skip, seed)[skip:]
+        picked = [drawn[i] for i in cover(drawn, n, seed)] if len(drawn) > n else drawn
+    else:
+        picked = sample_configs(n + skip, seed)[skip:]
+    for i, (sname, spec, cfg) in enumerate(picked):
         space = create_space(spec, 10)
         shape = space.model_input_shape(cfg)
         name = f"probe{i + skip:03d}-{sname}-{cfg.family}-{cfg.key[:8]}"
