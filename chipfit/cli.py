@@ -150,7 +150,16 @@ def _show_device(t: Any, as_json: bool) -> None:
         a = t.accelerator
         rows += [("accelerator", a.kind, ""), ("accelerator MAC/cycle", _fmt(a.macs_per_cycle),
                                                  t.sources.get("accelerator.macs_per_cycle", ""))]
+    if t.peak_gmacs:
+        rows.append(("peak GMAC/s", ", ".join(f"{k} {v:g}" for k, v in t.peak_gmacs.items()),
+                     t.sources.get("peak_gmacs", "")))
     rows += [("runtimes", ", ".join(t.runtimes), "first is the default")]
+    from chipfit.cost.model import CostModel
+
+    cal = CostModel().calibration_for(t, t.runtime, "int8")
+    rows.append(("latency calibration (int8)", "yes" if cal else "none",
+                 cal.describe() if cal else "analytical; `chipfit calibrate` fits it to measurements"
+                 if t.runtime == "onnxruntime" else "analytical"))
     for r, e in effs.items():
         rows.append((f"{r} MAC/cycle", ", ".join(f"{k} {v:.2f}" for k, v in e["macs_per_cycle"].items()), e["source"]))
     for r in rows:
