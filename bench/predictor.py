@@ -51,7 +51,8 @@ def row(name: str, pred: np.ndarray, meas: np.ndarray, ncal: str) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calibration", type=int, default=50)
-    ap.add_argument("--sizes", default="50,100,200", help="calibration-set sizes to compare (first N of the draw)")
+    ap.add_argument("--sizes", default="50,100,200",
+                    help="calibration-set sizes to compare (each its own covering draw)")
     ap.add_argument("--test", type=int, default=120)
     ap.add_argument("--seeds", type=int, default=5, help="calibration draws to compare (covering and random)")
     ap.add_argument("--rounds", type=int, default=5)

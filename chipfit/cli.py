@@ -135,8 +135,11 @@ def _show_device(t: Any, as_json: bool) -> None:
         with contextlib.suppress(KeyError):
             e = efficiency(t.core, r)
             effs[r] = {"macs_per_cycle": dict(e.macs_per_cycle), "source": e.source}
+    from chipfit.cost.model import CostModel
+
+    cal = CostModel().calibration_for(t, t.runtime, "int8")
     if as_json:
-        _json({**t.to_dict(), "efficiency": effs})
+        _json({**t.to_dict(), "efficiency": effs, "latency_calibration": cal.to_dict() if cal else None})
         return
     table = Table(title=f"{t.name}: {t.description}", title_justify="left")
     table.add_column("fact")
@@ -154,9 +157,6 @@ def _show_device(t: Any, as_json: bool) -> None:
         rows.append(("peak GMAC/s", ", ".join(f"{k} {v:g}" for k, v in t.peak_gmacs.items()),
                      t.sources.get("peak_gmacs", "")))
     rows += [("runtimes", ", ".join(t.runtimes), "first is the default")]
-    from chipfit.cost.model import CostModel
-
-    cal = CostModel().calibration_for(t, t.runtime, "int8")
     rows.append(("latency calibration (int8)", "yes" if cal else "none",
                  cal.describe() if cal else "analytical; `chipfit calibrate` fits it to measurements"
                  if t.runtime == "onnxruntime" else "analytical"))

@@ -448,3 +448,29 @@ def test_an_upload_that_trickles_is_cut_off_with_408(start_agent, monkeypatch):
     assert b" 408 " in answer.split(b"\r\n")[0] and b"upload too slow" in answer
     assert httpx.get(f"{a.url}/health", timeout=5).status_code == 200
     assert_clean(a)
+
+
+@pytest.mark.slow
+def test_a_host_run_with_an_agent_is_judged_on_the_host_only(agent, token_file, tmp_path):
+    import yaml
+
+    import chipfit
+
+    doc = yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
+    doc.update(name="digits-host-agent", target="host", runtime="onnxruntime", field=[])
+    doc.pop("duty_cycle")
+    doc["budgets"] = {"latency_ms": {"max": 50, "percentile": 95}, "accuracy": 0.5}
+    doc["search"].update(trials=2, epochs=1, rung_epochs=1, time_budget_s=60)
+    doc["measure"] = {"agents": [{"url": agent.url, "token_file": str(token_file)}], "calibrate": False,
+                      "finalists": 1}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(doc))
+    run = chipfit.create_run(tmp_path / "c.yaml", out=tmp_path / "run")
+    run.search()
+    report = run.finalize()
+    rows = report["measured"]
+    assert [r["judged_on_target"] for r in rows] == [True, False]  # this machine, then the agent
+    assert rows[1]["device"].startswith(f"agent {agent.url}")
+    measured = [b for b in report["budgets"] if b["name"].startswith("latency_ms (measured")]
+    assert len(measured) == 1 and "host:" in measured[0]["basis"]
+    assert "measured p99 of" in measured[0]["basis"]  # a p95 budget is judged on the p99, never on a lower one
+    assert measured[0]["achieved"] == pytest.approx(rows[0]["measured"]["p99_ms"])

@@ -155,6 +155,7 @@ class AgentRuntime(Runtime):
             400: ("the agent rejected a file; send ONNX or TFLite files (e.g. best/model.int8.onnx)"
                   if "not a model" in str(detail) or "external data" in str(detail) else
                   "the agent rejected the request"),
+            408: "the upload took longer than the agent allows; send fewer or smaller models per call",
             415: "the agent expects a multipart/form-data upload",
             422: "the measurement failed on the device",
             503: f"the agent is busy (its queue is full); retry after {retry_after or 'a few'} s, or measure "

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from chipfit.cost.calibration import Calibration, calibration_path, fit_calibration
-from chipfit.errors import UsageError
+from chipfit.errors import MeasurementError, UsageError
 from chipfit.measure.base import Runtime
 from chipfit.measure.record import Measurement
 
@@ -59,8 +59,12 @@ def measure_probes(runtime: Runtime, paths: list[Path], *, rounds: int = 5, runs
     ref = [m.latency_ms for m in first[:ANCHORS]]
     out = list(first)
     for i in range(step, len(rest), step):
-        ms = runtime.measure_many([*anchors, *rest[i:i + step]], **kw)
-        scale = float(np.exp(np.mean([np.log(r / m.latency_ms) for r, m in zip(ref, ms, strict=False)])))
+        chunk = [*anchors, *rest[i:i + step]]
+        ms = runtime.measure_many(chunk, **kw)
+        if len(ms) != len(chunk):
+            raise MeasurementError(f"probe batch {i // step + 1}: sent {len(chunk)} models, {runtime.describe()} "
+                                   f"returned {len(ms)} measurements.")
+        scale = float(np.exp(np.mean([np.log(r / m.latency_ms) for r, m in zip(ref, ms[:ANCHORS], strict=True)])))
         log.info("probe batch %d: drift against the first batch %+.1f%% (anchors), corrected", i // step + 1,
                  (1 / scale - 1) * 100)
         out += [dataclasses.replace(m, latency_ms=m.latency_ms * scale,
@@ -91,7 +95,7 @@ def calibrate(target: str = "host", *, runtime: Runtime | None = None, probes: i
     cal = fit_calibration([p.graph for p in built], [m.latency_ms for m in ms], target=target, runtime=runtime_name,
                           dtype=dtype, device=ms[0].device, estimator=ms[0].estimator.split(" interleaved")[0]
                           + " (interleaved)", runtime_version=ms[0].runtime,
-                          source=f"chipfit calibrate: {len(built)} probes covering {max(300, 8 * probes)} drawn "
+                          source=f"chipfit calibrate: {len(built)} probes covering {8 * probes} drawn "
                           f"from the search spaces, seed {seed}")
     if save:
         path = cal.save(calibration_path(target, runtime_name, dtype, cal.device))

@@ -61,10 +61,11 @@ def _lower(name: str, unit: str, limit: float, achieved: float, source: str, bas
     return BudgetCheck(name, unit, limit, achieved, source, basis, value=value, margin=-value)
 
 
-def measured_latency_check(limit_ms: float, achieved_ms: float, label: str, frontend_ms: float = 0.0) -> BudgetCheck:
+def measured_latency_check(limit_ms: float, achieved_ms: float, label: str, frontend_ms: float = 0.0, *,
+                           name: str = "latency_ms (measured)") -> BudgetCheck:
     """The latency budget judged on a measurement (plus the predicted front-end, which the model file lacks)."""
     basis = "contract; " + label + (f" + predicted front-end {frontend_ms:.3g} ms" if frontend_ms else "")
-    return _upper("latency_ms (measured)", "ms", limit_ms, achieved_ms, "measured", basis)
+    return _upper(name, "ms", limit_ms, achieved_ms, "measured", basis)
 
 
 def check_budgets(cost: Cost, contract: Contract, *, target: Target | None = None,
