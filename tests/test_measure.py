@@ -115,8 +115,9 @@ def test_litert_measures_a_reference_tflite_model(mlperf_models):
     path = mlperf_models / "kws" / "kws_ref_model.tflite"
     mf = inspect_model(path)
     assert mf.kind == "tflite" and mf.inputs[0].dtype == "int8"
-    m = create_runtime("litert").measure(mf, rounds=2, runs=5)
+    m = create_runtime("litert").measure(mf, rounds=2, runs=5, memory=True)
     assert m.source == "measured" and "litert" in m.runtime and m.latency_ms > 0
+    assert m.peak_memory_bytes is not None and "minus a 1x1 ReLU model's" in (m.memory_method or "")
     with pytest.raises(MeasurementError, match="litert"):
         OrtRuntime().measure(mf)
 

@@ -3,7 +3,9 @@
 In-process RSS deltas mislead: the first session in a process pays the runtime's one-time set-up and later
 ones reuse freed memory (STACK-NOTES.md section 7). So a child process imports the runtime, reads its
 peak RSS (``VmHWM``), loads the model, runs it 20 times, and reads ``VmHWM`` again; for ONNX Runtime the
-same is done for a one-node Identity model and subtracted, removing the runtime's own set-up cost.
+same is done for a one-node Identity model and subtracted, removing the runtime's own set-up cost. For LiteRT
+the baseline is ``data/baseline.tflite``, a 1x1 float ReLU made by chipfit with
+``litert_torch.convert(torch.nn.ReLU(), (torch.zeros(1, 1),)).export(...)`` (732 bytes).
 
 Run as ``python -m chipfit.measure.memory KIND PATH THREADS``; prints one JSON object.
 """
@@ -19,6 +21,8 @@ from pathlib import Path
 
 from chipfit.errors import MeasurementError
 from chipfit.measure.modelfile import ModelFile
+
+_BASELINE_TFLITE = Path(__file__).with_name("data") / "baseline.tflite"
 
 
 def _vm_hwm() -> int:
@@ -42,7 +46,12 @@ def _child(kind: str, path: str, threads: int) -> dict[str, int]:
 
     from chipfit.measure.modelfile import inspect_model_bytes
 
-    data = Path(path).read_bytes() if path != "-identity" else _identity_onnx()
+    if path == "-identity":
+        data = _identity_onnx()
+    elif path == "-baseline-tflite":
+        data = _BASELINE_TFLITE.read_bytes()
+    else:
+        data = Path(path).read_bytes()
     mf = inspect_model_bytes(data, name=Path(path).name)
     if kind == "onnxruntime":
         import onnxruntime  # noqa: F401  (import before the first reading: the import is not the model's)
@@ -80,7 +89,7 @@ def _spawn(kind: str, path: str, threads: int) -> int:
 
 @functools.cache
 def _baseline(kind: str, threads: int) -> int:
-    return _spawn(kind, "-identity", threads) if kind == "onnxruntime" else 0
+    return _spawn(kind, "-identity" if kind == "onnxruntime" else "-baseline-tflite", threads)
 
 
 def fresh_process_peak(model: ModelFile, kind: str, threads: int = 1) -> tuple[int, str]:
@@ -91,11 +100,10 @@ def fresh_process_peak(model: ModelFile, kind: str, threads: int = 1) -> tuple[i
         p.write_bytes(model.data)
         delta = _spawn(kind, str(p), threads)
     base = _baseline(kind, threads)
-    if kind == "onnxruntime":
-        method = (f"fresh process: VmHWM growth over load + 20 runs, minus an Identity model's "
-                  f"({base / 2**20:.1f} MiB, ONNX Runtime's own set-up)")
-    else:
-        method = "fresh process: VmHWM growth over load + 20 runs (LiteRT baseline not subtracted)"
+    what = "an Identity model's" if kind == "onnxruntime" else "a 1x1 ReLU model's"
+    rt = "ONNX Runtime" if kind == "onnxruntime" else "LiteRT"
+    method = (f"fresh process: VmHWM growth over load + 20 runs, minus {what} ({base / 2**20:.1f} MiB, {rt}'s own "
+              "set-up)")
     return max(0, delta - base), method
 
 
