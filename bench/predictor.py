@@ -31,7 +31,7 @@ from bench._report import table, write_section
 from chipfit import create_target, profile
 from chipfit.cost.calibration import fit_calibration
 from chipfit.cost.model import CostModel
-from chipfit.measure.calibrate import CALIBRATION_SEED
+from chipfit.measure.calibrate import CALIBRATION_SEED, profile_probes
 from chipfit.measure.local import OrtRuntime
 from chipfit.measure.probes import make_probes
 
@@ -87,22 +87,27 @@ def main() -> None:
             i += len(g)
         y_test = y["test"]
         cal, y_cal = sets[f"cover{nc}"], y[f"cover{nc}"]
+        profiles = {key: profile_probes(rt, g) for key, g in sets.items()}  # per-node times, as calibrate does
         calib = fit_calibration([p.graph for p in cal], y_cal, target="host", runtime="onnxruntime", dtype="int8",
                                 device=passes[0][0].device, estimator="min (interleaved)",
-                                runtime_version=passes[0][0].runtime)
+                                runtime_version=passes[0][0].runtime, node_obs=profiles[f"cover{nc}"])
         host = create_target("host")
         cm = CostModel(calibrations=[calib], auto_calibration=False)
         pred = np.array([profile(p.path, target=host, cost_model=cm).cost.latency_ms for p in test])
         raw = np.array([profile(p.path, target=host, cost_model=CostModel(auto_calibration=False)).cost.latency_ms
                         for p in test])
 
-        def predict(key: str) -> np.ndarray:
+        def predict(key: str, nodes: bool = True) -> np.ndarray:
             c = fit_calibration([p.graph for p in sets[key]], y[key], target="host", runtime="onnxruntime",
-                                dtype="int8", device="d", estimator="min (interleaved)")
+                                dtype="int8", device="d", estimator="min (interleaved)",
+                                node_obs=profiles[key] if nodes else None)
             return np.array([c.predict_ms(p.graph) for p in test])
 
-        spread = {kind: [stats(predict(f"{kind}{nc}" + (f"-s{k}" if k or kind == "random" else "")), y_test)
-                         for k in range(args.seeds)] for kind in ("cover", "random")}
+        def key(kind: str, k: int) -> str:
+            return f"{kind}{nc}" + (f"-s{k}" if k or kind == "random" else "")
+
+        spread = {(kind, nodes): [stats(predict(key(kind, k), nodes), y_test) for k in range(args.seeds)]
+                  for kind in ("cover", "random") for nodes in (True, False)}
         larger = [(n, predict(f"cover{n}")) for n in sizes if n != nc]
     macs_cal = np.array([p.graph.macs for p in cal], float)
     macs_test = np.array([p.graph.macs for p in test], float)
@@ -110,20 +115,23 @@ def main() -> None:
     kb, _ = nnls(np.stack([macs_cal, np.ones(nc)], 1) / y_cal[:, None], np.ones(nc))
     rep = np.abs(b / a - 1)
     rows = [
-        row(f"chipfit, calibrated (chipfit calibrate --probes {nc}, then profile)", pred, y_test, str(nc)),
+        row(f"chipfit, calibrated (chipfit calibrate --probes {nc}, then chipfit profile)", pred, y_test, str(nc)),
         row("baseline: a x MACs", k[0] * macs_test, y_test, str(nc)),
         row("baseline: a x MACs + b", kb[0] * macs_test + kb[1], y_test, str(nc)),
         row("chipfit, uncalibrated (measured host peaks x est. efficiency)", raw, y_test, "0"),
         ["measurement repeatability (pass 2 vs pass 1, all networks)", f"{np.mean(rep <= .10):.1%}",
          f"{np.mean(rep <= .20):.1%}", f"{np.median(rep):.1%}", "-"],
     ]
-    for kind, label in (("cover", "covering"), ("random", "random")):
-        w = np.array(spread[kind])
-        rows.append([f"chipfit, {nc} {label} probes, {args.seeds} draws: mean (min-max)",
+    for (kind, nodes), w in spread.items():
+        w = np.array(w)
+        label = ("covering" if kind == "cover" else "random") + " probes" + (" with per-node profiles" if nodes else
+                                                                            ", totals only")
+        rows.append([f"chipfit, {nc} {label}, {args.seeds} draws: mean (min-max)",
                      f"{w[:, 0].mean():.1%} ({w[:, 0].min():.1%}-{w[:, 0].max():.1%})",
                      f"{w[:, 1].mean():.1%} ({w[:, 1].min():.1%}-{w[:, 1].max():.1%})",
                      f"{w[:, 2].mean():.1%}", str(nc)])
-    rows += [row(f"chipfit, calibrated on {n} covering probes", p_n, y_test, str(n)) for n, p_n in larger]
+    rows += [row(f"chipfit, calibrated on {n} covering probes with per-node profiles", p_n, y_test, str(n))
+             for n, p_n in larger]
     body = table(["predictor (test set)", "within ±10%", "within ±20%", "median abs error",
                   "calibration measurements"], rows)
     lo, hi = np.percentile(y_test, [0, 100])

@@ -187,3 +187,28 @@ def test_a_model_declaring_a_huge_input_is_refused_before_anything_allocates():
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2_000_000_000])])
     with pytest.raises(MeasurementError, match="input elements"):
         inspect_model_bytes(helper.make_model(g).SerializeToString(), name="huge.onnx")
+
+
+def test_ort_node_profiles_map_onto_the_graph_and_inform_the_fit(probes):
+    from chipfit.cost.calibration import node_observations
+    from chipfit.measure.local import OrtRuntime
+    from chipfit.measure.modelfile import inspect_model
+
+    rt = OrtRuntime()
+    obs = [node_observations(p.graph, rt.profile_nodes(inspect_model(p.path), runs=20)) for p in probes[:8]]
+    mapped = [o for o in obs if o]
+    assert len(mapped) >= 6  # the QDQ fusions chipfit's spaces produce are all known to the mapping
+    for p, o in zip(probes[:8], obs, strict=True):
+        if o:
+            macs_nodes = [n for n in p.graph.nodes if n.op.value in ("conv", "depthwise", "dense", "pool")]
+            assert len(o) == len(macs_nodes) and all(ms > 0 for _, ms in o)
+    assert node_observations(probes[0].graph, [("QLinearConv", 3.0)]) == []  # counts differ: nothing is guessed
+    graphs = [p.graph for p in probes[:8]]
+    y = [0.02 + 1e-7 * g.macs for g in graphs]
+    cal = fit_calibration(graphs, y, target="host", runtime="onnxruntime", dtype="int8", device="d",
+                          estimator="min", node_obs=obs)
+    assert cal.extra["node_observations"] == sum(len(o) for o in obs)
+    assert "per-node profile times" in cal.describe()
+    plain = fit_calibration(graphs, y, target="host", runtime="onnxruntime", dtype="int8", device="d",
+                            estimator="min")
+    assert plain.coefficients != cal.coefficients and not plain.extra

@@ -144,8 +144,10 @@ class Calibration:
     def describe(self) -> str:
         fit = f", in-sample median error {self.fit.median_abs_error:.1%}" if self.fit else ""
         by = self.runtime_version or self.runtime
-        return (f"calibrated: {self.measurements} probe measurements ({self.estimator}) by {by} on {self.device}, "
-                f"{self.created[:10]}{fit}")
+        nodes = f" + {self.extra['node_observations']} per-node profile times" if self.extra.get(
+            "node_observations") else ""
+        return (f"calibrated: {self.measurements} probe measurements ({self.estimator}){nodes} by {by} on "
+                f"{self.device}, {self.created[:10]}{fit}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -179,10 +181,53 @@ class Calibration:
             raise MeasurementError(f"calibration file '{p}' is unreadable ({type(e).__name__}: {e}); {what}.") from None
 
 
+# Runtime ops a profiler reports, matched in execution order to the graph's nodes of these classes.
+_PROFILED = (
+    (("conv", "depthwise"), ("QLinearConv", "Conv", "FusedConv", "NhwcFusedConv", "NchwcConv")),
+    (("dense",), ("QGemm", "Gemm", "FusedGemm", "MatMul", "MatMulInteger", "QLinearMatMul")),
+    (("pool",), ("QLinearGlobalAveragePool", "GlobalAveragePool", "QLinearAveragePool", "AveragePool", "MaxPool")),
+)
+# Costs a node profile cannot see (per-node fixed costs include the profiler's own; glue nodes are not mapped).
+_UNPROFILED_PREFIXES = ("const", "nodes", "fnodes", "stem_n", "fio", "elems_")
+
+
+def node_observations(graph: OpGraph, events: Sequence[tuple[str, float]]) -> list[tuple[dict[str, float], float]]:
+    """Pair the graph's MAC and pool nodes with a runtime profile's ``(op_name, us)`` events, in execution order;
+    ``[]`` when the counts do not match (the runtime fused or split something this mapping does not know)."""
+    feats = node_features(graph)
+    obs: list[tuple[dict[str, float], float]] = []
+    for classes, ops in _PROFILED:
+        nodes = [f for n, f in zip(graph.nodes, feats, strict=True) if n.op.value in classes]
+        times = [us for op, us in events if op in ops]
+        if len(nodes) != len(times):
+            return []
+        obs += [(f, us / 1e3) for f, us in zip(nodes, times, strict=True)]
+    return obs
+
+
+def _node_prior(keys: list[str], node_obs: Sequence[Sequence[tuple[dict[str, float], float]]]) -> np.ndarray | None:
+    """Per-feature costs (ms per unit) fitted to per-node profile times; None without observations."""
+    from scipy.optimize import nnls
+
+    rows = [(f, ms) for probe in node_obs for f, ms in probe if ms > 0]
+    if len(rows) < 10:
+        return None
+    x = np.array([[f.get(k, 0.0) for k in keys] for f, _ in rows])
+    y = np.array([ms for _, ms in rows])
+    scale = np.maximum(x.max(axis=0), 1e-12)
+    c, _ = nnls((x / scale) / y[:, None], np.ones(len(y)), maxiter=50 * len(keys))
+    return c / scale
+
+
 def fit_calibration(graphs: Sequence[OpGraph], measured_ms: Sequence[float], *, target: str, runtime: str,
-                    dtype: str, device: str, estimator: str, runtime_version: str = "",
-                    source: str = "") -> Calibration:
-    """Fit feature costs to measurements by non-negative least squares on relative error."""
+                    dtype: str, device: str, estimator: str, runtime_version: str = "", source: str = "",
+                    node_obs: Sequence[Sequence[tuple[dict[str, float], float]]] | None = None,
+                    prior_weight: float = 0.3) -> Calibration:
+    """Fit feature costs to measurements by non-negative least squares on relative error.
+
+    With ``node_obs`` (per-node profile times of the same probes, :func:`node_observations`) the per-MAC and
+    per-element costs are first fitted to the nodes, and the whole-network fit is pulled toward them
+    (ridge, ``prior_weight``): many node times inform what 50 totals alone leave loose."""
     from scipy.optimize import nnls
 
     y = np.asarray(measured_ms, dtype=np.float64)
@@ -197,14 +242,30 @@ def fit_calibration(graphs: Sequence[OpGraph], measured_ms: Sequence[float], *, 
     keys = sorted(set().union(*feats))
     x = np.array([[f.get(k, 0.0) for k in keys] for f in feats])
     scale = np.maximum(x.max(axis=0), 1e-12)  # column scaling keeps NNLS well conditioned
-    coef_scaled, _ = nnls((x / scale) / y[:, None], np.ones(len(y)), maxiter=50 * len(keys))
+    a, b = (x / scale) / y[:, None], np.ones(len(y))
+    prior = _node_prior(keys, node_obs) if node_obs else None
+    n_nodes = sum(len(p) for p in node_obs or ())
+    if prior is not None:
+        pen, target_ = [], []
+        for j, k in enumerate(keys):
+            if k.startswith(_UNPROFILED_PREFIXES):
+                continue
+            row = np.zeros(len(keys))
+            p_scaled = prior[j] * scale[j]
+            row[j] = np.sqrt(prior_weight) / p_scaled if p_scaled > 0 else np.sqrt(prior_weight)
+            pen.append(row)
+            target_.append(np.sqrt(prior_weight) if p_scaled > 0 else 0.0)
+        if pen:
+            a, b = np.vstack([a, np.array(pen)]), np.concatenate([b, target_])
+    coef_scaled, _ = nnls(a, b, maxiter=50 * len(keys))
     coef = coef_scaled / scale
     rel = np.abs(x @ coef / y - 1)
     stats = FitStats(float(np.median(rel)), float(np.mean(rel <= 0.10)), float(np.mean(rel <= 0.20)))
     return Calibration(target=target, runtime=runtime, dtype=dtype, device=device, scheme=SCHEME,
                        coefficients={k: float(v) for k, v in zip(keys, coef, strict=True) if v > 0},
                        measurements=len(y), estimator=estimator, runtime_version=runtime_version,
-                       created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), fit=stats, source=source)
+                       created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), fit=stats, source=source,
+                       extra={"node_observations": n_nodes, "prior_weight": prior_weight} if prior is not None else {})
 
 
 def calibration_path(target: str, runtime: str, dtype: str, device: str) -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,12 +74,27 @@ def measure_probes(runtime: Runtime, paths: list[Path], *, rounds: int = 5, runs
     return out
 
 
+def profile_probes(runtime: Runtime, probes: list[Any]) -> list[list[tuple[dict[str, float], float]]] | None:
+    """Per-node profile observations of each probe, where the runtime can profile (else None)."""
+    from chipfit.cost.calibration import node_observations
+    from chipfit.measure.modelfile import inspect_model
+
+    prof = getattr(runtime, "profile_nodes", None)
+    if prof is None:
+        return None
+    obs = [node_observations(p.graph, prof(inspect_model(p.path))) for p in probes]
+    log.info("profiled %d probes per node (%d mapped)", len(obs), sum(1 for o in obs if o))
+    return obs
+
+
 def calibrate(target: str = "host", *, runtime: Runtime | None = None, probes: int = DEFAULT_PROBES,
               dtype: str = "int8", seed: int = CALIBRATION_SEED, rounds: int = 5, runs: int = 20,
-              workdir: str | Path | None = None, save: bool = True, runtime_name: str = "onnxruntime") -> Calibration:
+              workdir: str | Path | None = None, save: bool = True, runtime_name: str = "onnxruntime",
+              profile: bool = True) -> Calibration:
     """Build ``probes`` networks from chipfit's search spaces, measure them on ``runtime`` (default: ONNX
     Runtime, one thread, on this machine), fit the feature costs and (``save``) cache the result where
-    :func:`chipfit.cost.calibration.find_calibration` finds it."""
+    :func:`chipfit.cost.calibration.find_calibration` finds it. With ``profile`` and a runtime that can profile
+    per node (ONNX Runtime here), the probes' per-node times inform the fit too."""
     from chipfit.measure.probes import make_probes
 
     if probes < 3:
@@ -92,7 +108,9 @@ def calibrate(target: str = "host", *, runtime: Runtime | None = None, probes: i
         built = make_probes(probes, d, seed=seed, dtype=dtype, design="cover")
         log.info("measuring %d probe networks on %s", len(built), rt.describe())
         ms = measure_probes(rt, [p.path for p in built], rounds=rounds, runs=runs)
+        node_obs = profile_probes(rt, built) if profile else None
     cal = fit_calibration([p.graph for p in built], [m.latency_ms for m in ms], target=target, runtime=runtime_name,
+                          node_obs=node_obs,
                           dtype=dtype, device=ms[0].device, estimator=ms[0].estimator.split(" interleaved")[0]
                           + " (interleaved)", runtime_version=ms[0].runtime,
                           source=f"chipfit calibrate: {len(built)} probes covering {8 * probes} drawn "
