@@ -170,6 +170,20 @@ class AgentRuntime(Runtime):
         limit = self.facts().get("limits", {}).get("max_models")
         return int(limit) if limit else None
 
+    def profile_many(self, artifacts: Sequence[Artifact], *, seed: int = 0) -> list[list[tuple[str, float]] | None]:
+        """Per-node profile times of each model on the device (``None`` where its runtime cannot profile), in one
+        request with a minimal timing pass."""
+        models = [_as_model(a) for a in artifacts]
+        spec = {"rounds": 1, "runs": 1, "warmup": 0, "estimator": "min", "memory": False, "energy": False,
+                "seed": int(seed), "profile": True}
+        files = [("models", (m.name, m.data, "application/octet-stream")) for m in models]
+        body = self._request("POST", "/measure", files=files, data={"spec": json.dumps(spec)})
+        profiles = body.get("profiles")
+        if not isinstance(profiles, list) or len(profiles) != len(models):
+            raise MeasurementError(f"the chipfit agent at {self.url} returned no per-node profiles; is it an older "
+                                   "chipfit version?")
+        return [None if p is None else [(str(op), float(us)) for op, us in p] for p in profiles]
+
     def facts(self) -> dict[str, Any]:
         """The agent's device facts: device, OS, CPUs, RAM, runtimes and versions, limits, chipfit version."""
         if self._facts is None:

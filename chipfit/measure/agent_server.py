@@ -90,6 +90,7 @@ class MeasureSpec(BaseModel):
     estimator: Literal[ESTIMATORS] = "min"  # type: ignore[valid-type]
     memory: bool = False
     energy: bool = False  # RAPL on the device, where readable
+    profile: bool = False  # also per-node profile times (ONNX models), for calibration
     seed: int = Field(0, ge=SPEC_BOUNDS["seed"][0], le=SPEC_BOUNDS["seed"][1])
 
 
@@ -502,7 +503,10 @@ async def _measure(agent: _Agent, request: Request) -> JSONResponse:
         if "status" in result:
             raise _Reject(int(result["status"]), result["error"], result["detail"])
         log.info("measured %s in %.2f s (%s)", names, seconds, spec.model_dump())
-        return JSONResponse({"measurements": result["measurements"], "device": agent.lite})
+        body = {"measurements": result["measurements"], "device": agent.lite}
+        if "profiles" in result:
+            body["profiles"] = result["profiles"]
+        return JSONResponse(body)
     finally:
         agent.pending -= 1
         if req_dir is not None:

@@ -46,21 +46,26 @@ def run_request(req_dir: Path) -> dict[str, Any]:
     from chipfit.measure.modelfile import inspect_model_bytes
 
     req = json.loads((req_dir / SPEC_FILE).read_text())
-    spec, threads = req["spec"], int(req["threads"])
+    spec, threads = dict(req["spec"]), int(req["threads"])
+    profile = bool(spec.pop("profile", False))
     try:
         models = [inspect_model_bytes((req_dir / m["file"]).read_bytes(), name=m["name"]) for m in req["models"]]
         out: list[Any] = [None] * len(models)
+        profiles: list[Any] = [None] * len(models)
         # One runtime per format; the models of each format are timed interleaved in one call.
         for kind in dict.fromkeys(m.kind for m in models):
             idx = [i for i, m in enumerate(models) if m.kind == kind]
             rt = runtime_for(models[idx[0]], threads=threads)
             for i, m in zip(idx, rt.measure_many([models[i] for i in idx], **spec), strict=True):
                 out[i] = m.to_dict()
+            if profile and hasattr(rt, "profile_nodes"):  # per-node times, for calibration
+                for i in idx:
+                    profiles[i] = rt.profile_nodes(models[i], seed=int(spec.get("seed", 0)))
     except ChipfitError as e:
         return {"status": 422, "error": "measurement failed", "detail": str(e)}
     except Exception as e:  # a runtime's own exception types; report, never hide
         return {"status": 500, "error": "measurement crashed", "detail": f"{type(e).__name__}: {e}"[:2000]}
-    return {"measurements": out}
+    return {"measurements": out, "profiles": profiles} if profile else {"measurements": out}
 
 
 def main(argv: list[str]) -> int:

@@ -79,10 +79,14 @@ def profile_probes(runtime: Runtime, probes: list[Any]) -> list[list[tuple[dict[
     from chipfit.cost.calibration import node_observations
     from chipfit.measure.modelfile import inspect_model
 
-    prof = getattr(runtime, "profile_nodes", None)
+    prof = getattr(runtime, "profile_many", None)
     if prof is None:
         return None
-    obs = [node_observations(p.graph, prof(inspect_model(p.path))) for p in probes]
+    batch = runtime.max_batch() or len(probes)
+    events: list[Any] = []
+    for i in range(0, len(probes), batch):
+        events += prof([inspect_model(p.path) for p in probes[i:i + batch]])
+    obs = [node_observations(p.graph, ev) if ev else [] for p, ev in zip(probes, events, strict=True)]
     log.info("profiled %d probes per node (%d mapped)", len(obs), sum(1 for o in obs if o))
     return obs
 

@@ -98,6 +98,13 @@ class OrtRuntime(Runtime):
         return [(op, float(np.mean(sorted(v)[: max(1, len(v) // 2)]))) for op, v in per.values()]
 
 
+    def profile_many(self, artifacts: list[Any], *, seed: int = 0) -> list[list[tuple[str, float]] | None]:
+        """:meth:`profile_nodes` for each model file."""
+        from chipfit.measure.base import _as_model
+
+        return [self.profile_nodes(_as_model(a), seed=seed) for a in artifacts]
+
+
 class LiteRtRuntime(Runtime):
     """LiteRT (TFLite) interpreter from ``ai-edge-litert`` with its default XNNPACK delegate."""
 
