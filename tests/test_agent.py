@@ -406,21 +406,8 @@ def test_a_board_is_calibrated_through_its_agent_and_profile_uses_it(agent, tmp_
 
 @pytest.mark.slow
 def test_a_run_with_an_agent_calibrates_there_and_measures_its_finalists_there(agent, token_file, tmp_path):
-    import yaml
-
-    import chipfit
-
-    doc = yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
-    doc.update(name="digits-rpi5", target="rpi5", runtime="onnxruntime", field=[])
-    doc.pop("duty_cycle")
-    doc["budgets"] = {"latency_ms": {"max": 50}, "accuracy": 0.5}
-    doc["search"].update(trials=3, epochs=2, rung_epochs=1, time_budget_s=120)
-    doc["measure"] = {"agents": [{"url": agent.url, "token_file": str(token_file)}], "calibration_probes": 4,
-                      "finalists": 2}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(doc))
-    run = chipfit.create_run(tmp_path / "c.yaml", out=tmp_path / "run")
-    run.search()
-    report = run.finalize()
+    run, report = _run_with_agent(tmp_path, agent, token_file, target="rpi5", latency={"max": 50}, trials=3,
+                                  measure={"calibration_probes": 4, "finalists": 2})
     cal = json.loads((run.dir / "calibration.json").read_text())
     assert cal["target"] == "rpi5" and cal["device"].startswith(f"agent {agent.url}")
     rows = report["measured"]
@@ -461,21 +448,8 @@ def test_an_upload_that_trickles_is_cut_off_with_408(start_agent, monkeypatch):
 
 @pytest.mark.slow
 def test_a_host_run_with_an_agent_is_judged_on_the_host_only(agent, token_file, tmp_path):
-    import yaml
-
-    import chipfit
-
-    doc = yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
-    doc.update(name="digits-host-agent", target="host", runtime="onnxruntime", field=[])
-    doc.pop("duty_cycle")
-    doc["budgets"] = {"latency_ms": {"max": 50, "percentile": 95}, "accuracy": 0.5}
-    doc["search"].update(trials=2, epochs=1, rung_epochs=1, time_budget_s=60)
-    doc["measure"] = {"agents": [{"url": agent.url, "token_file": str(token_file)}], "calibrate": False,
-                      "finalists": 1}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(doc))
-    run = chipfit.create_run(tmp_path / "c.yaml", out=tmp_path / "run")
-    run.search()
-    report = run.finalize()
+    _, report = _run_with_agent(tmp_path, agent, token_file, target="host", latency={"max": 50, "percentile": 95},
+                                  trials=2, measure={"calibrate": False, "finalists": 1})
     rows = report["measured"]
     assert [r["judged_on_target"] for r in rows] == [True, False]  # this machine, then the agent
     assert rows[1]["device"].startswith(f"agent {agent.url}")
@@ -483,3 +457,21 @@ def test_a_host_run_with_an_agent_is_judged_on_the_host_only(agent, token_file, 
     assert len(measured) == 1 and "host:" in measured[0]["basis"]
     assert "measured p99 of" in measured[0]["basis"]  # a p95 budget is judged on the p99, never on a lower one
     assert measured[0]["achieved"] == pytest.approx(rows[0]["measured"]["p99_ms"])
+
+
+def _run_with_agent(tmp_path, agent, token_file, *, target, latency, trials, measure):
+    """A small digits search on ``target`` whose contract lists the test agent; returns (run, report)."""
+    import yaml
+
+    import chipfit
+
+    doc = yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
+    doc.update(name=f"digits-{target}-agent", target=target, runtime="onnxruntime", field=[])
+    doc.pop("duty_cycle")
+    doc["budgets"] = {"latency_ms": latency, "accuracy": 0.5}
+    doc["search"].update(trials=trials, epochs=1, rung_epochs=1, time_budget_s=120)
+    doc["measure"] = {"agents": [{"url": agent.url, "token_file": str(token_file)}], **measure}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(doc))
+    run = chipfit.create_run(tmp_path / "c.yaml", out=tmp_path / "run")
+    run.search()
+    return run, run.finalize()
