@@ -537,11 +537,10 @@ def measure_cmd(
                 raise UsageError("--threads applies to local measurements; the agent runs with the threads it was "
                                  "started with (chipfit agent --threads N).")
             rt = AgentRuntime(agent, read_token(token_file))
-            mf = inspect_model(model)
-        else:
-            if token_file is not None:
-                raise UsageError("--token-file is used only with --agent URL; given --token-file alone.")
-            mf = inspect_model(model)
+        elif token_file is not None:
+            raise UsageError("--token-file is used only with --agent URL; given --token-file alone.")
+        mf = inspect_model(model)
+        if agent is None:
             rt = runtime_for(mf, threads=threads or 1)
         if windows_out is not None and agent is not None:
             raise UsageError("--windows-out records windows on this machine's clock; run `chipfit measure` on the "

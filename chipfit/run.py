@@ -339,8 +339,8 @@ class Run:
                               ("preprocess", "preprocess.json")):
                 shutil.copyfile(self.dir / best.artifacts[key], best_dir / name)
             measured = self.measure_finalists(best)
-            checks = self._budget_checks(best, test_q, field, measured)
             best_cost = self.best_cost()
+            checks = self._budget_checks(best_cost, test_q, field, measured)
             judged = [b.passed for b in checks if b.passed is not None]
             verdict = "PASS" if judged and all(judged) else "FAIL"
             report.update(
@@ -389,13 +389,12 @@ class Run:
                               seed=self.contract.search.seed, sample_rate_hz=data.sample_rate_hz)
         return rows, summarize(rows)
 
-    def _budget_checks(self, best: CandidateRecord, test_acc: float, field: dict[str, Any] | None = None,
+    def _budget_checks(self, cost: Cost, test_acc: float, field: dict[str, Any] | None = None,
                        measured: list[dict[str, Any]] | None = None) -> list[BudgetCheck]:
         from chipfit.search.feasibility import measured_latency_check
 
         fa = self.contract.budgets.field_accuracy
         field_acc = None if field is None or fa is None else field[fa.over]
-        cost = self.best_cost()
         checks = check_budgets(cost, self.contract, target=self.target, accuracy=test_acc, field_accuracy=field_acc)
         lat = self.contract.budgets.latency_ms
         frontend_ms = sum(layer.latency_ms for layer in cost.layers if layer.op == "dsp")

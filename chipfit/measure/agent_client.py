@@ -174,15 +174,18 @@ class AgentRuntime(Runtime):
         """Per-node profile times of each model on the device (``None`` where its runtime cannot profile), in one
         request with a minimal timing pass."""
         models = [_as_model(a) for a in artifacts]
-        spec = {"rounds": 1, "runs": 1, "warmup": 0, "estimator": "min", "memory": False, "energy": False,
-                "seed": int(seed), "profile": True}
-        files = [("models", (m.name, m.data, "application/octet-stream")) for m in models]
-        body = self._request("POST", "/measure", files=files, data={"spec": json.dumps(spec)})
+        body = self._post_models(models, {"rounds": 1, "runs": 1, "warmup": 0, "estimator": "min", "memory": False,
+                                          "energy": False, "seed": int(seed), "profile": True})
         profiles = body.get("profiles")
         if not isinstance(profiles, list) or len(profiles) != len(models):
             raise MeasurementError(f"the chipfit agent at {self.url} returned no per-node profiles; is it an older "
                                    "chipfit version?")
         return [None if p is None else [(str(op), float(us)) for op, us in p] for p in profiles]
+
+    def _post_models(self, models: Sequence[ModelFile], spec: dict[str, Any]) -> dict[str, Any]:
+        """One ``POST /measure`` with every model file and the spec."""
+        files = [("models", (m.name, m.data, "application/octet-stream")) for m in models]
+        return self._request("POST", "/measure", files=files, data={"spec": json.dumps(spec)})
 
     def facts(self) -> dict[str, Any]:
         """The agent's device facts: device, OS, CPUs, RAM, runtimes and versions, limits, chipfit version."""
@@ -201,10 +204,8 @@ class AgentRuntime(Runtime):
         models = [_as_model(a) for a in artifacts]
         if not models:
             raise UsageError("no model to measure: give one or more .onnx or .tflite files.")
-        spec = {"rounds": rounds, "runs": runs, "warmup": warmup, "estimator": estimator, "memory": bool(memory),
-                "energy": bool(energy), "seed": int(seed)}
-        files = [("models", (m.name, m.data, "application/octet-stream")) for m in models]
-        body = self._request("POST", "/measure", files=files, data={"spec": json.dumps(spec)})
+        body = self._post_models(models, {"rounds": rounds, "runs": runs, "warmup": warmup, "estimator": estimator,
+                                          "memory": bool(memory), "energy": bool(energy), "seed": int(seed)})
         try:
             device = f"agent {self.url}: {body['device']['device']}"
             result = [dataclasses.replace(Measurement.from_dict(d), device=device) for d in body["measurements"]]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ import numpy as np
 
 from chipfit.cost.calibration import Calibration, calibration_path, fit_calibration
 from chipfit.errors import MeasurementError, UsageError
-from chipfit.measure.base import Runtime
+from chipfit.measure.base import Artifact, Runtime
+from chipfit.measure.modelfile import ModelFile, inspect_model
 from chipfit.measure.record import Measurement
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,8 @@ def default_runtime(target: str) -> Runtime:
 ANCHORS = 2  # probes repeated in every batch when a runtime takes fewer models per call than there are probes
 
 
-def measure_probes(runtime: Runtime, paths: list[Path], *, rounds: int = 5, runs: int = 20) -> list[Measurement]:
+def measure_probes(runtime: Runtime, paths: Sequence[Artifact], *, rounds: int = 5,
+                   runs: int = 20) -> list[Measurement]:
     """Measure probe files interleaved (drift-stable minimum). When the runtime takes fewer models per call
     (a device agent's ``max_models``), the probes go in batches that each repeat the first :data:`ANCHORS`
     probes; each batch is rescaled by how its anchors compare with the first batch's, so drift between
@@ -74,10 +77,11 @@ def measure_probes(runtime: Runtime, paths: list[Path], *, rounds: int = 5, runs
     return out
 
 
-def profile_probes(runtime: Runtime, probes: list[Any]) -> list[list[tuple[dict[str, float], float]]] | None:
-    """Per-node profile observations of each probe, where the runtime can profile (else None)."""
+def profile_probes(runtime: Runtime, probes: list[Any],
+                   models: Sequence[ModelFile] | None = None) -> list[list[tuple[dict[str, float], float]]] | None:
+    """Per-node profile observations of each probe, where the runtime can profile (else None). ``models`` are
+    the probes' files already read, if the caller has them."""
     from chipfit.cost.calibration import node_observations
-    from chipfit.measure.modelfile import inspect_model
 
     prof = getattr(runtime, "profile_many", None)
     if prof is None:
@@ -85,7 +89,7 @@ def profile_probes(runtime: Runtime, probes: list[Any]) -> list[list[tuple[dict[
     batch = runtime.max_batch() or len(probes)
     events: list[Any] = []
     for i in range(0, len(probes), batch):
-        events += prof([inspect_model(p.path) for p in probes[i:i + batch]])
+        events += prof(list(models[i:i + batch]) if models is not None else [p.path for p in probes[i:i + batch]])
     obs = [node_observations(p.graph, ev) if ev else [] for p, ev in zip(probes, events, strict=True)]
     log.info("profiled %d probes per node (%d mapped)", len(obs), sum(1 for o in obs if o))
     return obs
@@ -111,8 +115,9 @@ def calibrate(target: str = "host", *, runtime: Runtime | None = None, probes: i
         d = Path(workdir) if workdir else Path(tmp)
         built = make_probes(probes, d, seed=seed, dtype=dtype, design="cover")
         log.info("measuring %d probe networks on %s", len(built), rt.describe())
-        ms = measure_probes(rt, [p.path for p in built], rounds=rounds, runs=runs)
-        node_obs = profile_probes(rt, built) if profile else None
+        files = [inspect_model(p.path) for p in built]  # read once: timed, then profiled
+        ms = measure_probes(rt, files, rounds=rounds, runs=runs)
+        node_obs = profile_probes(rt, built, files) if profile else None
     cal = fit_calibration([p.graph for p in built], [m.latency_ms for m in ms], target=target, runtime=runtime_name,
                           node_obs=node_obs,
                           dtype=dtype, device=ms[0].device, estimator=ms[0].estimator.split(" interleaved")[0]

@@ -37,7 +37,9 @@ class OrtRuntime(Runtime):
 
         return f"onnxruntime {ort.__version__} (CPU, {self.threads} intra-op thread{'s' * (self.threads != 1)})"
 
-    def session(self, model: ModelFile) -> Any:
+    def options(self, profile_prefix: str | None = None) -> Any:
+        """Session options of every measurement: ``threads`` intra-op threads, sequential, quiet; with
+        ``profile_prefix``, ONNX Runtime's per-node profiler on, writing under that prefix."""
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -45,8 +47,16 @@ class OrtRuntime(Runtime):
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.log_severity_level = 3
+        if profile_prefix is not None:
+            so.enable_profiling = True
+            so.profile_file_prefix = profile_prefix
+        return so
+
+    def session(self, model: ModelFile) -> Any:
+        import onnxruntime as ort
+
         try:
-            return ort.InferenceSession(model.data, so, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(model.data, self.options(), providers=["CPUExecutionProvider"])
         except Exception as e:  # ORT raises its own Fail / InvalidGraph / NotImplemented types
             raise MeasurementError(f"onnxruntime cannot load '{model.name}': {str(e).splitlines()[0][:300]}") from None
 
@@ -77,14 +87,10 @@ class OrtRuntime(Runtime):
 
         import onnxruntime as ort
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = self.threads, 1
-        so.log_severity_level = 3
-        so.enable_profiling = True
         with tempfile.TemporaryDirectory(prefix="chipfit-prof-") as d:
-            so.profile_file_prefix = os.path.join(d, "p")
             try:
-                sess = ort.InferenceSession(model.data, so, providers=["CPUExecutionProvider"])
+                sess = ort.InferenceSession(model.data, self.options(os.path.join(d, "p")),
+                                            providers=["CPUExecutionProvider"])
                 feed = model.random_inputs(seed)
                 for _ in range(runs):
                     sess.run(None, feed)
