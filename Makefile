@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet torch==2.13.0
 	# litert-torch first: resolving it together with every extra makes pip backtrack for many minutes
 	$(PY) -m pip install --quiet "litert-torch>=0.10"
-	$(PY) -m pip install --quiet -e ".[dev,tflite,ray]"
+	$(PY) -m pip install --quiet -e ".[dev,tflite,ray,tflm]"
 	touch $(STAMP)
 
 demo: $(STAMP)
