@@ -25,10 +25,10 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner
 
+from chipfit.agent.client import AgentRuntime, read_token
+from chipfit.agent.server import create_app
 from chipfit.cli import app as cli
 from chipfit.errors import MeasurementError, UsageError
-from chipfit.measure.agent_client import AgentRuntime, read_token
-from chipfit.measure.agent_server import create_app
 from chipfit.measure.base import host_device
 from chipfit.measure.fake import fake_model
 from chipfit.measure.modelfile import ModelFile, inspect_model_bytes
@@ -285,7 +285,7 @@ def test_a_measurement_past_the_time_limit_is_504_and_the_agent_stays_up(start_a
     assert "--timeout-s" in r.json()["detail"]
     assert time.perf_counter() - t0 < 10
     assert httpx.get(f"{a.url}/health").json() == {"status": "ok"}
-    workers = [p for p in psutil.Process().children(recursive=True) if "agent_worker" in " ".join(p.cmdline())]
+    workers = [p for p in psutil.Process().children(recursive=True) if "chipfit.agent.worker" in " ".join(p.cmdline())]
     assert workers == [], "the timed-out worker is still running"
     assert_clean(a)
 
@@ -425,7 +425,7 @@ def test_energy_is_metered_on_the_device_or_says_why_not(agent):
 
 
 def test_an_upload_that_trickles_is_cut_off_with_408(start_agent, monkeypatch):
-    from chipfit.measure import agent_server
+    from chipfit.agent import server as agent_server
 
     monkeypatch.setattr(agent_server, "UPLOAD_TIMEOUT_S", 0.5)
     a = start_agent()

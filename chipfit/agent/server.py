@@ -56,10 +56,10 @@ from python_multipart.multipart import parse_options_header
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from chipfit.agent.client import SPEC_BOUNDS
+from chipfit.agent.worker import RESULT_FILE, SPEC_FILE, write_json
 from chipfit.errors import MeasurementError, UsageError
 from chipfit.logging import get_logger
-from chipfit.measure.agent_client import SPEC_BOUNDS
-from chipfit.measure.agent_worker import RESULT_FILE, SPEC_FILE, write_json
 from chipfit.measure.base import ESTIMATORS, host_device
 from chipfit.naming import did_you_mean
 
@@ -431,7 +431,7 @@ class _Agent:
         src = str(Path(chipfit.__file__).resolve().parents[1])
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env["TMPDIR"] = str(req_dir)  # anything the worker writes (fresh-process memory probes) stays in req_dir
-        proc = subprocess.Popen([sys.executable, "-P", "-m", "chipfit.measure.agent_worker", str(req_dir)],
+        proc = subprocess.Popen([sys.executable, "-P", "-m", "chipfit.agent.worker", str(req_dir)],
                                 cwd=req_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, start_new_session=True)
         self.procs.add(proc)
@@ -575,7 +575,7 @@ def serve(host: str, port: int, token_file: str | Path, **kw: Any) -> None:
     """Run the agent with uvicorn until interrupted; ``kw`` are :func:`create_app`'s limits."""
     import uvicorn
 
-    from chipfit.measure.agent_client import read_token
+    from chipfit.agent.client import read_token
 
     app = create_app(read_token(token_file), **kw)
     # On Ctrl-C, wait at most 5 s for requests in flight; the lifespan's shutdown then kills running workers.

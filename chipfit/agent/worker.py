@@ -1,4 +1,4 @@
-"""The child process in which the device agent measures: ``python -m chipfit.measure.agent_worker REQUEST_DIR``.
+"""The child process in which the device agent measures: ``python -m chipfit.agent.worker REQUEST_DIR``.
 
 The agent writes the uploaded models (under names it chose, never the client's) and ``spec.json`` into a request
 directory of its own, starts this module there, and reads ``result.json`` back. Running in a child lets the agent
@@ -70,7 +70,7 @@ def run_request(req_dir: Path) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        sys.stderr.write("usage: python -m chipfit.measure.agent_worker REQUEST_DIR\n")
+        sys.stderr.write("usage: python -m chipfit.agent.worker REQUEST_DIR\n")
         return 2
     req_dir = Path(argv[0])
     write_json(req_dir / RESULT_FILE, run_request(req_dir))
