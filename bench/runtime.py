@@ -28,7 +28,7 @@ import onnxruntime as ort
 
 from bench._report import table, write_section
 from chipfit.contract.schema import InputSpec
-from chipfit.data.preprocess import Preprocessor
+from chipfit.runtime.preprocess import Preprocessor
 from chipfit.quantize.int8 import export_onnx, quantize_int8
 from chipfit.runtime import Predictor
 from chipfit.space import create_space, reference_config

@@ -24,7 +24,7 @@ import optuna
 from chipfit.contract.schema import Contract
 from chipfit.cost.model import Cost, CostModel
 from chipfit.logging import get_logger
-from chipfit.search.feasibility import BudgetCheck, check_budgets
+from chipfit.budgets import BudgetCheck, check_budgets
 from chipfit.space import ArchConfig, create_space
 
 log = get_logger(__name__)

@@ -17,7 +17,7 @@ from chipfit.cost.model import Cost, CostModel
 from chipfit.errors import GraphError
 from chipfit.graph import load_graph
 from chipfit.graph.opgraph import OpGraph
-from chipfit.search.feasibility import BudgetCheck, check_budgets
+from chipfit.budgets import BudgetCheck, check_budgets
 from chipfit.targets.registry import create_target, pin_runtime
 from chipfit.targets.target import Target
 

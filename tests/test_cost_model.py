@@ -12,7 +12,7 @@ from chipfit.contract.schema import DutyCycle
 from chipfit.cost import CostModel
 from chipfit.cost.battery import battery_days, energy_budget_mj
 from chipfit.graph import from_torch
-from chipfit.search.feasibility import check_budgets, constraints
+from chipfit.budgets import check_budgets, constraints
 
 
 def conv_net(width: int) -> nn.Module:

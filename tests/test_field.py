@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from chipfit import load_run
 from chipfit.cli import app
-from chipfit.data.preprocess import Preprocessor
+from chipfit.runtime.preprocess import Preprocessor
 from chipfit.data.sources import load_dataset
 from chipfit.field.catalog import CONDITIONS
 from chipfit.field.conditions import create_condition, list_conditions

@@ -7,8 +7,8 @@ import pytest
 
 from chipfit import create_run
 from chipfit.contract.schema import InputSpec
-from chipfit.data.frontend import MfccFrontEnd, SpectralFrontEnd
-from chipfit.data.preprocess import Preprocessor, mfcc, resize_bilinear, spectral
+from chipfit.runtime.frontend import MfccFrontEnd, SpectralFrontEnd
+from chipfit.runtime.preprocess import Preprocessor, mfcc, resize_bilinear, spectral
 from chipfit.space import ArchConfig, create_space
 from chipfit.store import CandidateRecord
 

@@ -50,7 +50,7 @@ def drift_reference(run: Run, *, window: int = 64, false_alarm_rate: float = 0.0
     calibrated on the clean validation split (see :mod:`chipfit.runtime.drift`)."""
     import numpy as np
 
-    from chipfit.data.preprocess import Preprocessor
+    from chipfit.runtime.preprocess import Preprocessor
     from chipfit.quantize.int8 import session
     from chipfit.runtime.drift import DriftReference
 

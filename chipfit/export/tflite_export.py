@@ -83,7 +83,7 @@ class TfliteExporter(Exporter):
     def export(self, run: Run) -> list[Path]:
         import torch
 
-        from chipfit.data.preprocess import Preprocessor
+        from chipfit.runtime.preprocess import Preprocessor
         from chipfit.space import ArchConfig, create_space
 
         best = run.best

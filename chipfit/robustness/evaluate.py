@@ -63,26 +63,3 @@ def evaluate_field(predict: Callable[[np.ndarray], np.ndarray], x_raw: np.ndarra
 def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
     accs = [r["accuracy"] for r in rows]
     return {"mean": float(np.mean(accs)) if accs else None, "worst": float(np.min(accs)) if accs else None}
-
-
-def augment(x_raw: np.ndarray, y: np.ndarray, specs: Sequence[Any], *, rate: float, rng: np.random.Generator,
-            sample_rate_hz: float | None, chunks: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """An augmented copy of a ``rate`` share of the samples: each gets one declared condition at a severity
-    drawn from its declared range (or its fixed severity)."""
-    n = round(rate * len(y))
-    if n == 0 or not specs:
-        return x_raw[:0], y[:0]
-    pick = rng.permutation(len(y))[:n]
-    which = rng.integers(0, len(specs), size=n)
-    xs, ys = [], []
-    for k, spec in enumerate(specs):
-        d = spec if isinstance(spec, dict) else spec.model_dump()
-        idx = pick[which == k]
-        cond = create_condition(d["name"], sample_rate_hz=sample_rate_hz)
-        for part in np.array_split(idx, chunks):
-            if len(part) == 0:
-                continue
-            sev = float(d["severity"]) if d.get("severity") is not None else float(rng.uniform(*d["range"]))
-            xs.append(cond.apply(x_raw[part], sev, rng))
-            ys.append(y[part])
-    return np.concatenate(xs), np.concatenate(ys)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from chipfit.data.preprocess import Preprocessor
+from chipfit.runtime.preprocess import Preprocessor
 from chipfit.errors import ChipfitError
 from chipfit.runtime.drift import DriftMonitor, DriftReference, DriftStatus
 

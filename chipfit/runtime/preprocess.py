@@ -5,7 +5,7 @@ input settings: image resolution, or the audio front-end (MFCC / log-mel), or no
 ``to_dict()`` is the exact recipe that ships in the manifest.
 
 >>> import numpy as np
->>> from chipfit.data.frontend import MfccFrontEnd, SpectralFrontEnd
+>>> from chipfit.runtime.frontend import MfccFrontEnd, SpectralFrontEnd
 >>> x = np.random.default_rng(0).normal(size=(4, 16000)).astype("float32") * 0.1
 >>> mfcc(x, 16000, MfccFrontEnd(40, 20, 40, 10)).shape
 (4, 49, 10)
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from scipy.fft import dct
 
-from chipfit.data.frontend import MfccFrontEnd, SpectralFrontEnd
+from chipfit.runtime.frontend import MfccFrontEnd, SpectralFrontEnd
 
 
 @functools.lru_cache(maxsize=32)

@@ -26,12 +26,13 @@ from optuna.trial import TrialState
 from chipfit.contract.schema import Contract
 from chipfit.cost.model import Cost, CostModel
 from chipfit.data.dataset import Dataset
-from chipfit.data.preprocess import Preprocessor
+from chipfit.runtime.preprocess import Preprocessor
 from chipfit.logging import get_logger
-from chipfit.robustness.evaluate import apply_case, augment, field_cases
+from chipfit.robustness.evaluate import apply_case, field_cases
+from chipfit.train.augment import augment
 from chipfit.search.callbacks import SearchCallbacks
 from chipfit.search.claims import Claims
-from chipfit.search.feasibility import BudgetCheck, check_budgets, constraints
+from chipfit.budgets import BudgetCheck, check_budgets, constraints
 from chipfit.space import ArchConfig, SearchSpace, create_space
 from chipfit.store import CandidateRecord, CandidateStore
 from chipfit.targets.target import Target

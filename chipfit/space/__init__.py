@@ -1,6 +1,6 @@
 """Search spaces, architecture families, DSP front-ends, named reference architectures."""
 
-from chipfit.data.frontend import MfccFrontEnd
+from chipfit.runtime.frontend import MfccFrontEnd
 from chipfit.space.config import ArchConfig
 from chipfit.space.spaces import (
     Candidate,
