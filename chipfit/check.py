@@ -21,10 +21,11 @@ from typing import Any
 
 import optuna
 
+from chipfit.budgets import BudgetCheck, check_budgets
 from chipfit.contract.schema import Contract
 from chipfit.cost.model import Cost, CostModel
 from chipfit.logging import get_logger
-from chipfit.budgets import BudgetCheck, check_budgets
+from chipfit.pricing import Pricer
 from chipfit.space import ArchConfig, create_space
 
 log = get_logger(__name__)
@@ -79,9 +80,11 @@ class CheckReport:
 def check_contract(contract: Contract, *, samples: int = 64, cost_model: CostModel | None = None) -> CheckReport:
     """Cost the cheapest config of every family plus ``samples`` seeded random configs; no training."""
     start = time.perf_counter()
+    from chipfit.data.sources import peek_classes
+
     target = contract.get_target()
-    space = create_space(contract.input_spec(), contract.num_classes)
-    cm = cost_model or CostModel()
+    space = create_space(contract.input_spec(), len(peek_classes(contract)))  # the data's real head
+    pricer = Pricer(space, target, cost_model=cost_model, dtype=contract.dtype)
     configs: dict[str, ArchConfig] = {c.key: c for c in space.smallest()}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=contract.search.seed))
@@ -90,9 +93,7 @@ def check_contract(contract: Contract, *, samples: int = 64, cost_model: CostMod
         configs.setdefault(cfg.key, cfg)
     rows: list[tuple[ArchConfig, Cost, list[BudgetCheck]]] = []
     for cfg in configs.values():
-        cand = space.candidate(cfg)
-        cost = cm.estimate(cand.graph, target, dtype=contract.dtype, frontend_ops=cand.frontend_ops,
-                           frontend_ram_bytes=cand.frontend_ram_bytes)
+        cost = pricer.price(cfg).cost
         rows.append((cfg, cost, check_budgets(cost, contract, target=target)))
     names = [b.name for b in rows[0][2]]
     reach = []

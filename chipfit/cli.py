@@ -44,11 +44,13 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks."
 
 
 @contextlib.contextmanager
-def _errors() -> Iterator[None]:
-    """Turn chipfit errors into a message on stderr and an exit code (no traceback unless --debug)."""
+def _errors(run_dir: Path | None = None, doing: str = "") -> Iterator[None]:
+    """Turn errors into a message on stderr and an exit code, never a traceback (unless --debug): chipfit's
+    own errors say what to do (exit 2 for usage, 1 otherwise); an unexpected error is one line saying what
+    failed, and where its full trace was written (the run's log, or chipfit's cache)."""
     try:
         yield
-    except typer.Exit:
+    except (typer.Exit, KeyboardInterrupt):
         raise
     except ChipfitError as exc:
         if _STATE["debug"]:
@@ -59,8 +61,30 @@ def _errors() -> Iterator[None]:
             for p in exc.problems:
                 err.print("  " + p.format(), markup=False, highlight=False, soft_wrap=True)
         else:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=False)
         raise typer.Exit(EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAIL) from None
+    except Exception as exc:  # a bug or an environment failure: one line, the trace in a file
+        if _STATE["debug"]:
+            raise
+        trace = _trace_file(run_dir, exc, doing)
+        what = f"{doing} failed" if doing else "chipfit failed"
+        first = str(exc).splitlines()[0][:300] if str(exc) else ""
+        err.print(f"error: {what}: {type(exc).__name__}{': ' + first if first else ''} (full trace in {trace}; "
+                  "rerun with --debug to see it here)", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(EXIT_FAIL) from None
+
+
+def _trace_file(run_dir: Path | None, exc: BaseException, doing: str) -> Path:
+    from chipfit.logging import LOG_FILE, write_trace
+    from chipfit.paths import cache_dir
+
+    for path in ([run_dir / LOG_FILE] if run_dir is not None and run_dir.is_dir() else []) + [
+            cache_dir() / "last-error.log"]:
+        try:
+            return write_trace(path, exc, context=doing)
+        except OSError:
+            continue
+    return Path("(nowhere: no writable log)")
 
 
 def _json(data: Any) -> None:
@@ -335,8 +359,11 @@ def run_cmd(
     if backend not in (None, "local", "ray"):
         err.print(f"error: --backend must be local or ray; given '{backend}'", highlight=False)
         raise typer.Exit(EXIT_USAGE)
+    run = None
     with _errors():
         run = Run.load(contract) if resume and contract.is_dir() else Run.create(contract, out=out, resume=resume)
+    assert run is not None
+    with _errors(run.dir, f"the run in {run.dir}"):
         progress = _RichProgress(enabled=not as_json)
         try:
             with progress:
@@ -347,64 +374,71 @@ def run_cmd(
             raise typer.Exit(130) from None
         report = run.report()
     if as_json:
-        _json(report)
+        sys.stdout.write(report.to_json() + "\n")
     else:
         _print_run(report, run)
-    if report["verdict"] != "PASS":
+    if report.verdict != "PASS":
         raise typer.Exit(EXIT_INFEASIBLE)
 
 
-def _print_run(report: dict[str, Any], run: Any) -> None:
-    counts = report["counts"]
-    out.print(f"{run.contract.name} on {report['target']} ({report['runtime']}): "
+def _print_run(report: Any, run: Any) -> None:
+    from rich.markup import escape
+
+    from chipfit.report.schema import MeasuredRow
+
+    counts = report.counts
+    out.print(f"{run.contract.name} on {report.target} ({report.runtime}): "
               + ", ".join(f"{v} {k.lower()}" for k, v in counts.items())
-              + f"; {report['train_seconds_total']:.1f} s training, {report['train_seconds_infeasible']:.0f} s "
-              f"on infeasible candidates; run directory {run.dir}", highlight=False)
-    if report.get("best"):
-        b = report["best"]
-        out.print(f"best: candidate {b['id']} {json.dumps(b['config'])}; int8 val acc {b['accuracy_int8']:.4f}, "
-                  f"test int8 acc {report['test_accuracy_int8']:.4f} (float {report['test_accuracy_float']:.4f})",
+              + f"; {report.train_seconds_total:.1f} s training, {report.train_seconds_infeasible:.0f} s "
+              f"on infeasible candidates" + (f"; stopped: {report.stopped}" if report.stopped else ""),
+              highlight=False)
+    if report.best is not None:
+        b = report.best
+        out.print(f"best: candidate {b.id} {json.dumps(b.config)}; int8 val acc {_fmt(b.accuracy_int8)}, "
+                  f"test int8 acc {_fmt(report.test_accuracy_int8)} (float {_fmt(report.test_accuracy_float)})",
                   highlight=False)
-        table = Table(title=f"verdict: {report['verdict']}", title_justify="left")
+        table = Table(title=f"verdict: {report.verdict}", title_justify="left")
         for col in ("budget", "limit", "achieved", "margin", "result", "source"):
             table.add_column(col, justify="right" if col in ("limit", "achieved", "margin") else "left")
-        for row in report["budgets"]:
-            result = {True: "[green]PASS[/]", False: "[red]FAIL[/]", None: "[yellow]pending[/]"}[row["pass"]]
-            margin = "-" if row["margin"] is None else f"{row['margin']:+.1%}"
-            src = row["source"] + (f" — {row['basis']}" if row["source"] == "measured" and row["name"].startswith(
-                "latency") else "")
-            table.add_row(row["name"], _fmt(row["limit"], row["unit"]), _fmt(row["achieved"], row["unit"]), margin,
-                          result, src)
+        for row in report.budgets:
+            result = {"PASS": "[green]PASS[/]", "FAIL": "[red]FAIL[/]", "pending": "[yellow]pending[/]"}[row.result]
+            margin = "-" if row.margin is None else f"{row.margin:+.1%}"
+            src = row.source + (f" — {row.basis}" if row.source == "measured" and row.name.startswith("latency")
+                                else "")
+            table.add_row(row.name, _fmt(row.limit, row.unit), _fmt(row.achieved, row.unit), margin, result,
+                          escape(src))
         out.print(table)
-    if report.get("measured"):
-        from rich.markup import escape
-
+    if report.measured:
         mt = Table(title="finalists: predicted vs measured latency", title_justify="left")
         for col in ("candidate", "predicted ms", "measured ms", "error", "how measured"):
             mt.add_column(col, justify="right" if col in ("predicted ms", "measured ms", "error") else "left")
-        for m in report["measured"]:
-            if "failure" in m:
-                mt.add_row("-", "-", "-", "-", f"[red]not measured on {escape(m['device'])}[/]: {escape(m['failure'])}")
+        for m in report.measured:
+            if not isinstance(m, MeasuredRow):
+                mt.add_row("-", "-", "-", "-", f"[red]not measured on {escape(m.device)}[/]: {escape(m.failure)}")
                 continue
-            err_ = "-" if m.get("relative_error") is None else f"{m['relative_error']:+.1%}"
-            mt.add_row(f"{m['id']} ({m['role']})", f"{m['predicted_latency_ms']:.4g}",
-                       f"{m['measured_latency_ms']:.4g}", err_, m["label"])
+            err_ = "-" if m.relative_error is None else f"{m.relative_error:+.1%}"
+            mt.add_row(f"{m.id} ({m.role})", f"{m.predicted_latency_ms:.4g}", f"{m.measured_latency_ms:.4g}", err_,
+                       escape(m.label))
         out.print(mt)
-    if report.get("robustness"):
+    if report.robustness:
         rob = Table(title="robustness of the int8 model on the test split (measured)", title_justify="left")
         for col in ("condition", "severity", "accuracy"):
             rob.add_column(col, justify="left" if col == "condition" else "right")
-        for r in report["robustness"]:
-            rob.add_row(r["condition"], f"{r['severity']:g}", f"{r['accuracy']:.3f}")
-        fa = report["field_accuracy"]
-        rob.add_row("[b]mean / worst[/]", "", f"{fa['mean']:.3f} / {fa['worst']:.3f}")
+        for r in report.robustness:
+            rob.add_row(r.condition, f"{r.severity:g}", _fmt(r.accuracy))
+        fa = report.field_accuracy
+        if fa is not None:
+            rob.add_row("[b]mean / worst[/]", "", f"{_fmt(fa.mean)} / {_fmt(fa.worst)}")
         out.print(rob)
-    if report["verdict"] != "PASS":
-        out.print(f"[red]no model holds every budget[/]; binding: {', '.join(report.get('binding') or ['-'])}",
-                  highlight=False)
-        if report.get("closest"):
-            c = report["closest"]
-            out.print(f"closest candidate: {c['id']} {json.dumps(c['config'])} — {c['reason']}", highlight=False)
+    if report.verdict != "PASS":
+        out.print(f"[red]no model holds every budget[/]{': ' + escape(report.reason) if report.reason else ''}; "
+                  f"binding: {', '.join(report.binding or ['-'])}", highlight=False)
+        if report.closest:
+            c = report.closest
+            out.print(f"closest candidate: {c.id} {json.dumps(c.config)} — {c.reason}", highlight=False, markup=False)
+    out.print(f"report: {run.dir / 'report.html'}", highlight=False)
+    if report.best is not None:
+        out.print(f"model:  {run.dir / 'best'}", highlight=False)
 
 
 @app.command("export")
@@ -415,13 +449,13 @@ def export_cmd(
     """Write the best model's deployable forms into RUN_DIR/best (ONNX, TFLite int8, C array, manifest)."""
     from chipfit.run import Run
 
-    with _errors():
+    with _errors(run_dir, f"exporting {run_dir}"):
         run = Run.load(run_dir)
         if not (run.dir / "report.json").exists():
             run.finalize()
         written = run.export(fmt, strict=fmt != "all")
         if fmt != "manifest" and "manifest" not in written:
-            run.export("manifest")
+            written.update(run.export("manifest"))
     for name, paths in written.items():
         for p in paths:
             out.print(f"{name}: {p}", highlight=False)
@@ -435,13 +469,34 @@ def report_cmd(
     """Regenerate report.json and report.html of a run (re-measuring the best model on the test split)."""
     from chipfit.run import Run
 
-    with _errors():
+    with _errors(run_dir, f"the report of {run_dir}"):
         run = Run.load(run_dir)
         report = run.report(export=False)
     if as_json:
-        _json(report)
+        sys.stdout.write(report.to_json() + "\n")
     else:
         out.print(f"{run.dir / 'report.json'}\n{run.dir / 'report.html'}", highlight=False)
+
+
+@app.command("schema")
+def schema_cmd(
+    what: Annotated[str, typer.Argument(help="report (report.json) or manifest (best/manifest.json).")],
+) -> None:
+    """Print the published JSON Schema of a chipfit record."""
+    with _errors():
+        if what == "report":
+            from chipfit.report.schema import report_schema
+
+            _json(report_schema())
+        elif what == "manifest":
+            from chipfit.runtime.manifest import Manifest
+
+            _json(Manifest.model_json_schema(by_alias=True, mode="serialization"))
+        else:
+            from chipfit.naming import did_you_mean
+
+            hint = did_you_mean(what, ["report", "manifest"])
+            raise UsageError(f"unknown schema '{what}': expected report or manifest.{hint}")
 
 
 _TOKEN_HOWTO = ("create one with: python -c 'import secrets; print(secrets.token_urlsafe(32))' > agent.token "
@@ -476,8 +531,8 @@ def agent_cmd(
     """Serve this device to other machines: they send model files, the agent measures them here."""
     import logging
 
-    from chipfit.measure.agent_client import read_token
-    from chipfit.measure.agent_server import serve
+    from chipfit.agent.client import read_token
+    from chipfit.agent.server import serve
 
     if token_file is None:
         err.print(f"error: the agent needs --token-file FILE holding the token clients must send; {_TOKEN_HOWTO}",
@@ -528,7 +583,7 @@ def measure_cmd(
 
     with _errors():
         if agent is not None:
-            from chipfit.measure.agent_client import AgentRuntime, read_token
+            from chipfit.agent.client import AgentRuntime, read_token
 
             if token_file is None:
                 raise UsageError(f"--agent {agent} needs --token-file FILE holding the agent's token (the same "
@@ -649,7 +704,7 @@ def calibrate_cmd(
             raise UsageError("--target host means this machine, measured here; to calibrate the device behind "
                              f"{agent}, name its target (e.g. --target rpi5.onnxruntime).")
         if agent is not None:
-            from chipfit.measure.agent_client import AgentRuntime, read_token
+            from chipfit.agent.client import AgentRuntime, read_token
 
             if token_file is None:
                 raise UsageError(f"--agent {agent} needs --token-file FILE holding the agent's token.")

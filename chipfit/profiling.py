@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chipfit.budgets import BudgetCheck, check_budgets
 from chipfit.contract.schema import Contract, InputSpec
 from chipfit.cost.model import Cost, CostModel
 from chipfit.errors import GraphError
 from chipfit.graph import load_graph
 from chipfit.graph.opgraph import OpGraph
-from chipfit.budgets import BudgetCheck, check_budgets
 from chipfit.targets.registry import create_target, pin_runtime
 from chipfit.targets.target import Target
 
@@ -122,8 +122,12 @@ def profile(model: str | Path | Any, *, target: str | Path | Target = "host", ru
         t = pin_runtime(t, runtime)
     if input_shape is None and contract is not None and contract.task.input is not None:
         input_shape = tuple(contract.task.input.shape) if contract.task.input.shape else None
-    graph, fe_ops, fe_ram = load_model_graph(model, input_shape=input_shape,
-                                             num_classes=contract.num_classes if contract else 10)
+    classes = 10
+    if contract is not None and isinstance(model, str) and not Path(model).suffix:  # a reference architecture
+        from chipfit.data.sources import peek_classes
+
+        classes = len(peek_classes(contract))  # the data's classes: the head the contract's model would have
+    graph, fe_ops, fe_ram = load_model_graph(model, input_shape=input_shape, num_classes=classes)
     cm = cost_model or CostModel()
     cost = cm.estimate(graph, t, dtype=dtype or (contract.dtype if contract else "int8"),
                        frontend_ops=fe_ops, frontend_ram_bytes=fe_ram)

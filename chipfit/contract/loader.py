@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from chipfit.contract.paths import absolute, resolve_paths, target_path
 from chipfit.contract.schema import Contract
 from chipfit.errors import ContractError, Problem, TargetError
 from chipfit.field.catalog import CONDITIONS
@@ -24,7 +25,7 @@ from chipfit.paths import is_dir, is_file
 from chipfit.targets.knowledge import runtimes
 from chipfit.targets.registry import create_target, list_targets, validate_target_doc
 from chipfit.targets.target import Target
-from chipfit.yamlio import YamlDoc, load_yaml, problems_from_validation, short
+from chipfit.yamlio import MAX_BYTES, MAX_PROBLEMS, YamlDoc, cap_problems, load_yaml, problems_from_validation, short
 
 
 def load_contract(source: str | Path | Mapping[str, Any], *, base_dir: str | Path | None = None) -> Contract:
@@ -35,13 +36,18 @@ def load_contract(source: str | Path | Mapping[str, Any], *, base_dir: str | Pat
     """
     doc, base = _read(source, base_dir)
     problems = list(doc.problems)
+    target = None
     if not doc.problems:
-        problems += _check(doc, base)
+        more, target = _check(doc, base)
+        problems += more
     if problems:
-        raise ContractError(sorted(problems, key=lambda p: (p.line or 0, p.path)))
-    data = dict(doc.data)
-    data["base_dir"] = str(base)
-    return Contract.model_validate(data)
+        raise ContractError(cap_problems(problems))
+    data = resolve_paths(dict(doc.data), base)
+    data["base_dir"] = str(absolute(".", base))
+    contract = Contract.model_validate(data)
+    if target is not None:
+        contract.keep_target(target.with_runtime(contract.runtime) if contract.runtime else target)
+    return contract
 
 
 def _read(source: str | Path | Mapping[str, Any], base_dir: str | Path | None) -> tuple[YamlDoc, Path]:
@@ -56,6 +62,11 @@ def _read(source: str | Path | Mapping[str, Any], base_dir: str | Path | None) -
             "(document)", "an existing contract file", f"'{path}' (no such file)", None, str(path),
             "Check the path, or start from one of the contracts in examples/.")]), Path(".")
     try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:  # refused unread: a contract names its data by path
+            return YamlDoc(data=None, file=str(path), problems=[Problem(
+                "(document)", f"a contract file of at most {MAX_BYTES:,} bytes", f"{size:,} bytes", None, str(path),
+                "A contract describes data by path; keep the data itself out of it.")]), Path(".")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return YamlDoc(data=None, file=str(path), problems=[Problem(
@@ -63,11 +74,12 @@ def _read(source: str | Path | Mapping[str, Any], base_dir: str | Path | None) -
     return load_yaml(text, file=str(path)), Path(base_dir) if base_dir else path.parent
 
 
-def _check(doc: YamlDoc, base: Path) -> list[Problem]:
+def _check(doc: YamlDoc, base: Path) -> tuple[list[Problem], Target | None]:
+    """Every problem of the document, and the target it resolves to (kept by the contract)."""
     data = doc.data
     if not isinstance(data, dict):
         return [doc.problem((), "a mapping with name, task, target and budgets",
-                            "an empty document" if data is None else f"a {type(data).__name__}: {short(data)}")]
+                            "an empty document" if data is None else f"a {type(data).__name__}: {short(data)}")], None
     problems: list[Problem] = []
     if "base_dir" in data:
         problems.append(doc.problem(("base_dir",), "no 'base_dir' key (chipfit sets it)", "'base_dir'"))
@@ -80,7 +92,7 @@ def _check(doc: YamlDoc, base: Path) -> list[Problem]:
     problems += _check_runtime(doc, data.get("runtime"), target)
     problems += _check_task(doc, data.get("task"), base)
     problems += _check_field(doc, data.get("field"), data.get("task"))
-    return problems
+    return problems, target
 
 
 def _check_target(doc: YamlDoc, spec: Any, base: Path) -> tuple[Target | None, list[Problem]]:
@@ -97,7 +109,7 @@ def _check_target(doc: YamlDoc, spec: Any, base: Path) -> tuple[Target | None, l
     if not isinstance(spec, str) or not spec.strip():
         return None, []  # the schema already reported it
     try:
-        return create_target(_target_path(spec, base)), []
+        return create_target(target_path(spec, base)), []
     except TargetError as exc:
         out = []
         for p in exc.problems:
@@ -112,13 +124,6 @@ def _check_target(doc: YamlDoc, spec: Any, base: Path) -> tuple[Target | None, l
                     hint = f"Known devices: {', '.join(list_targets())}."
                 out.append(Problem("target", p.expected, p.given, doc.line(("target",)), doc.file, hint or None))
         return None, out
-
-
-def _target_path(spec: str, base: Path) -> str | Path:
-    if spec.endswith((".yaml", ".yml")) or "/" in spec:
-        p = Path(spec)
-        return p if p.is_absolute() else base / p
-    return spec
 
 
 def _check_runtime(doc: YamlDoc, runtime: Any, target: Target | None) -> list[Problem]:
@@ -150,7 +155,7 @@ def _check_task(doc: YamlDoc, task: Any, base: Path) -> list[Problem]:
                                "(modality and shape, or sample_rate_hz and duration_s for audio)", "nothing"))
     path = data.get("path")
     if isinstance(path, str) and source in ("arrays", "image-folder", "audio-folder"):
-        p = Path(path) if Path(path).is_absolute() else base / path
+        p = absolute(path, base)
         if source == "arrays" and not is_file(p):
             out.append(doc.problem(("task", "data", "path"), "an existing .npz or .csv file",
                                    f"'{path}' (not found at {p})", "Paths are relative to the contract's folder."))
@@ -176,9 +181,10 @@ def _check_field(doc: YamlDoc, field: Any, task: Any) -> list[Problem]:
         name = item.get("name") if isinstance(item, dict) else None
         if not isinstance(name, str):
             continue
-        if name not in CONDITIONS:
+        if name not in CONDITIONS:  # hints for the first problems only: a 100,000-item list stays fast
+            hint = did_you_mean(name, CONDITIONS).strip() or None if len(out) < MAX_PROBLEMS else None
             out.append(doc.problem(("field", i, "name"), f"a field condition, {one_of(CONDITIONS)}", f"'{name}'",
-                                   did_you_mean(name, CONDITIONS).strip() or None))
+                                   hint))
         elif modality and CONDITIONS[name].modality != modality:
             names = [c for c, info in CONDITIONS.items() if info.modality == modality]
             out.append(doc.problem(("field", i, "name"), f"a condition for {modality} input: {', '.join(names)}",
@@ -192,5 +198,5 @@ def resolve_target(contract: Contract) -> Target:
     if isinstance(spec, dict):
         target = create_target(spec)
     else:
-        target = create_target(_target_path(spec, Path(contract.base_dir)))
+        target = create_target(target_path(spec, Path(contract.base_dir)))
     return target.with_runtime(contract.runtime) if contract.runtime else target

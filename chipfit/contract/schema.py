@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 Positive = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(gt=0, le=1)]
@@ -146,6 +146,7 @@ class SearchSettings(_Model):
     time_budget_s: Positive | None = None
     seed: Annotated[int, Field(ge=0)] = 0
     backend: Literal["local", "ray"] = "local"
+    sampler: Literal["tpe", "nsga2", "random"] = "tpe"  # Optuna's TPE, NSGA-II, or random sampling
     workers: Annotated[int, Field(ge=1, le=1024)] = 1
     address: str | None = None
     epochs: Annotated[int, Field(ge=1, le=10_000)] = 30
@@ -200,8 +201,11 @@ class Contract(_Model):
     search: SearchSettings = SearchSettings()
     measure: MeasureSettings = MeasureSettings()
 
-    # set by the loader: folder that relative paths are resolved from
+    # set by the loader: the folder relative paths were resolved from (the loaded contract's paths are absolute)
     base_dir: str = "."
+    # the Target the loader resolved while validating, keyed by what it was resolved from
+    _target: Any = PrivateAttr(default=None)
+    _target_key: Any = PrivateAttr(default=None)
 
     @field_validator("target")
     @classmethod
@@ -210,11 +214,23 @@ class Contract(_Model):
             raise ValueError("a device name (e.g. stm32h743), a path to a target file, or a mapping of target facts")
         return v
 
-    def get_target(self):  # noqa: ANN201 - imported lazily to keep the schema light
-        """The resolved Target (with the contract's runtime pinned, if it names one)."""
-        from chipfit.contract.loader import resolve_target
+    def _key(self) -> str:
+        import json
 
-        return resolve_target(self)
+        return json.dumps([self.target, self.runtime, self.base_dir], sort_keys=True, default=str)
+
+    def keep_target(self, target: Any) -> None:
+        """Keep the Target resolved while validating (the loader calls this), so it is resolved once."""
+        self._target, self._target_key = target, self._key()
+
+    def get_target(self):  # noqa: ANN201 - imported lazily to keep the schema light
+        """The resolved Target (with the contract's runtime pinned, if it names one). Resolved once: by the
+        loader, or on first use for a contract changed with ``model_copy(update=...)``."""
+        if self._target is None or self._target_key != self._key():
+            from chipfit.contract.loader import resolve_target
+
+            self.keep_target(resolve_target(self))
+        return self._target
 
     def input_spec(self) -> InputSpec:
         """The input description, with the built-in dataset's defaults filled in."""
@@ -222,6 +238,3 @@ class Contract(_Model):
             return self.task.input
         return InputSpec(modality="image", shape=[8, 8, 1])
 
-    @property
-    def num_classes(self) -> int:
-        return self.task.classes or 10

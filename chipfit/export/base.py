@@ -1,4 +1,4 @@
-"""Exporter interface and registry: ``export_run(run, "all" | name) -> paths``.
+"""Exporter interface and registry: ``export_best(best, "all" | name) -> paths`` for a run's :class:`BestModel`.
 
 >>> from chipfit.export import list_exporters
 >>> list_exporters()
@@ -16,19 +16,19 @@ from chipfit.logging import get_logger
 from chipfit.naming import did_you_mean
 
 if TYPE_CHECKING:
-    from chipfit.run import Run
+    from chipfit.bestmodel import BestModel
 
 log = get_logger(__name__)
 
 
 class Exporter(ABC):
-    """Writes one deployable form of a run's best model into ``run.dir / "best"``."""
+    """Writes one deployable form of a run's best model into ``best.dir`` (the run's ``best/``)."""
 
     name: str
     requires: tuple[str, ...] = ()  # other exporters that must run first
 
     @abstractmethod
-    def export(self, run: Run) -> list[Path]:
+    def export(self, best: BestModel) -> list[Path]:
         """Write the artifact(s); return their paths."""
 
     def available(self) -> str | None:
@@ -48,13 +48,9 @@ def list_exporters() -> list[str]:
     return sorted(EXPORTERS)
 
 
-def export_run(run: Run, fmt: str = "all", *, strict: bool = True) -> dict[str, list[Path]]:
+def export_best(best: BestModel, fmt: str = "all", *, strict: bool = True) -> dict[str, list[Path]]:
     """Run one exporter (with what it requires) or all of them. With ``strict=False`` an exporter that is not
     available here (missing optional dependency) is skipped and logged instead of raising."""
-    if run.best is None:
-        raise ExportError(f"{run.dir}: the run has no trained best candidate to export.")
-    if not (run.dir / "best" / "model.int8.onnx").exists():
-        raise ExportError(f"{run.dir}: best/ is missing; run 'chipfit report {run.dir}' (or finish the run) first.")
     if fmt != "all" and fmt not in EXPORTERS:
         raise UsageError(f"unknown export format '{fmt}': expected all or {', '.join(list_exporters())}."
                          f"{did_you_mean(fmt, EXPORTERS)}")
@@ -68,7 +64,14 @@ def export_run(run: Run, fmt: str = "all", *, strict: bool = True) -> dict[str, 
                 raise ExportError(f"the {name} exporter is not available here: {why}")
             log.warning("skipping the %s export: %s", name, why)
             continue
-        out[name] = exp.export(run)
+        try:
+            out[name] = exp.export(best)
+        except Exception as exc:  # a converter's failure or an exporter's bug: name the format
+            err = exc if isinstance(exc, ExportError) else ExportError(
+                f"the {name} export of {best.run_dir} failed: {type(exc).__name__}: {exc}")
+            if strict:
+                raise err from exc
+            log.warning("%s (the other formats are still written)", err, exc_info=exc)
     return out
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from chipfit.export.base import Exporter, register_exporter
 
 if TYPE_CHECKING:
-    from chipfit.run import Run
+    from chipfit.bestmodel import BestModel
 
 ALIGN = 16
 
@@ -48,14 +48,14 @@ def write_c_array(data: bytes, header: Path, source: Path, *, symbol: str = "g_m
 class CArrayExporter(Exporter):
     name = "c"
 
-    def export(self, run: Run) -> list[Path]:
-        best_dir = run.dir / "best"
+    def export(self, best: BestModel) -> list[Path]:
+        best_dir = best.dir
         tfl = best_dir / "model.tflite"
         model = tfl if tfl.exists() else best_dir / "model.int8.onnx"
-        arena = run.best.predicted.get("arena_bytes")
+        arena = best.record.predicted.get("arena_bytes")
         return write_c_array(model.read_bytes(), best_dir / "model_data.h", best_dir / "model_data.c",
-                             arena_bytes=arena, comment=f"{model.name} of run '{run.contract.name}' for "
-                             f"{run.target.name} ({run.target.runtime}).")
+                             arena_bytes=arena, comment=f"{model.name} of run '{best.name}' for "
+                             f"{best.target.name} ({best.target.runtime}).")
 
 
 register_exporter(CArrayExporter())

@@ -4,7 +4,6 @@ provenance of the figures (chipfit version, contract hash, seeds, data fingerpri
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,9 +14,7 @@ from onnx import numpy_helper
 from chipfit.export.base import Exporter, register_exporter
 
 if TYPE_CHECKING:
-    from chipfit.run import Run
-
-MANIFEST_VERSION = 1
+    from chipfit.bestmodel import BestModel
 
 
 def onnx_input_quantization(path: Path) -> dict[str, float] | None:
@@ -45,20 +42,19 @@ def tflite_io_quantization(path: Path) -> dict[str, Any] | None:
                        "scale": float(o["quantization"][0]), "zero_point": int(o["quantization"][1])}}
 
 
-def drift_reference(run: Run, *, window: int = 64, false_alarm_rate: float = 0.01) -> Any:
+def drift_reference(best: BestModel, *, window: int = 64, false_alarm_rate: float = 0.01) -> Any:
     """Reference statistics of the training inputs and the int8 model's confidence, with a threshold
     calibrated on the clean validation split (see :mod:`chipfit.runtime.drift`)."""
     import numpy as np
 
-    from chipfit.runtime.preprocess import Preprocessor
     from chipfit.quantize.int8 import session
     from chipfit.runtime.drift import DriftReference
 
-    data = run.dataset
-    pre = Preprocessor.from_dict(json.loads((run.dir / "best" / "preprocess.json").read_text()))
-    sess = session(run.dir / "best" / "model.int8.onnx")
+    data = best.dataset
+    pre = best.preprocessor
+    sess = session(best.dir / "model.int8.onnx")
     name = sess.get_inputs()[0].name
-    rng = np.random.default_rng(run.contract.search.seed)
+    rng = np.random.default_rng(best.contract.search.seed)
     train = data.x_train[rng.permutation(len(data.x_train))[:2000]]
 
     def confidence(x: np.ndarray) -> np.ndarray:
@@ -72,55 +68,48 @@ def drift_reference(run: Run, *, window: int = 64, false_alarm_rate: float = 0.0
     window = max(8, min(window, len(data.x_val) // 4))
     return DriftReference.fit(data.modality, train, data.x_val, window=window, false_alarm_rate=false_alarm_rate,
                               confidence_train=confidence(train), confidence_holdout=confidence(data.x_val),
-                              sample_rate_hz=data.sample_rate_hz, seed=run.contract.search.seed)
+                              sample_rate_hz=data.sample_rate_hz, seed=best.contract.search.seed)
 
 
 class ManifestExporter(Exporter):
     name = "manifest"
 
-    def export(self, run: Run) -> list[Path]:
+    def export(self, best: BestModel) -> list[Path]:
         import chipfit
+        from chipfit.runtime.manifest import Manifest
 
-        best_dir = run.dir / "best"
-        report = json.loads((run.dir / "report.json").read_text()) if (run.dir / "report.json").exists() else {}
-        best = run.best
+        best_dir = best.dir
+        report = best.report
         files = {p.name: {"bytes": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
                  for p in sorted(best_dir.iterdir()) if p.suffix in (".onnx", ".tflite", ".c", ".h")}
         tfl = best_dir / "model.tflite"
-        contract_text = (run.dir / "contract.yaml").read_text()
-        manifest = {
-            "manifest_version": MANIFEST_VERSION,
-            "name": run.contract.name,
-            "labels": list(report.get("dataset", {}).get("classes", [])),
-            "input": {"raw": run.contract.input_spec().model_dump(mode="json")},
-            "preprocessing": json.loads((best_dir / "preprocess.json").read_text()),
-            "models": {"onnx_fp32": "model.onnx", "onnx_int8": "model.int8.onnx",
-                       "tflite_int8": "model.tflite" if tfl.exists() else None},
-            "quantization": {"onnx_int8_input": onnx_input_quantization(best_dir / "model.int8.onnx"),
-                             "tflite": tflite_io_quantization(tfl) if tfl.exists() else None},
-            "architecture": best.config,
-            "target": {"name": run.target.name, "runtime": run.target.runtime, "core": run.target.core,
-                       "clock_mhz": run.target.clock_mhz},
-            "tensor_arena_bytes": best.predicted.get("arena_bytes"),
-            "budgets": report.get("budgets", []),
-            "verdict": report.get("verdict"),
-            "achieved": {"test_accuracy_int8": report.get("test_accuracy_int8"),
-                         "test_accuracy_float": report.get("test_accuracy_float"),
-                         "predicted": best.predicted},
-            "files": files,
-            "provenance": {
+        contract_text = (best.run_dir / "contract.yaml").read_text()
+        t = best.target
+        manifest = Manifest(
+            name=best.name,
+            labels=list(best.classes),
+            input={"raw": best.contract.input_spec().model_dump(mode="json")},
+            preprocessing=best.preprocessor.to_dict(),
+            models={"onnx_fp32": "model.onnx", "onnx_int8": "model.int8.onnx",
+                    "tflite_int8": "model.tflite" if tfl.exists() else None},
+            quantization={"onnx_int8_input": onnx_input_quantization(best_dir / "model.int8.onnx"),
+                          "tflite": tflite_io_quantization(tfl) if tfl.exists() else None},
+            architecture=best.record.config,
+            target={"name": t.name, "runtime": t.runtime, "core": t.core, "clock_mhz": t.clock_mhz},
+            tensor_arena_bytes=best.record.predicted.get("arena_bytes"),
+            files=files,
+            provenance={
                 "chipfit_version": chipfit.__version__,
                 "contract_sha256": hashlib.sha256(contract_text.encode()).hexdigest(),
-                "seed": run.contract.search.seed,
-                "candidate_id": best.id,
-                "data_fingerprint": report.get("dataset", {}).get("fingerprint"),
+                "seed": best.contract.search.seed,
+                "candidate_id": best.record.id,
+                "data_fingerprint": report.dataset.fingerprint if report.dataset else None,
                 "python": platform.python_version(),
             },
-        }
-        manifest["drift"] = drift_reference(run).to_dict()
-        path = best_dir / "manifest.json"
-        path.write_text(json.dumps(manifest, indent=2, default=str))
-        return [path]
+            report=report,
+            drift=drift_reference(best).to_dict(),
+        )
+        return [manifest.save(best_dir / "manifest.json")]
 
 
 register_exporter(ManifestExporter())

@@ -11,18 +11,17 @@ import onnx
 from chipfit.export.base import Exporter, register_exporter
 
 if TYPE_CHECKING:
-    from chipfit.run import Run
+    from chipfit.bestmodel import BestModel
 
 
 class OnnxExporter(Exporter):
     name = "onnx"
 
-    def export(self, run: Run) -> list[Path]:
-        best = run.best
+    def export(self, best: BestModel) -> list[Path]:
         out = []
         for key, fname in (("onnx", "model.onnx"), ("int8", "model.int8.onnx")):
-            dst = run.dir / "best" / fname
-            src = run.dir / best.artifacts[key]
+            dst = best.dir / fname
+            src = best.run_dir / best.record.artifacts[key]
             if src.resolve() != dst.resolve():
                 shutil.copyfile(src, dst)
             onnx.checker.check_model(str(dst))

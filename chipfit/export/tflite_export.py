@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
-import json
 import logging
 import os
 import sys
@@ -24,7 +23,7 @@ from chipfit.errors import ExportError
 from chipfit.export.base import Exporter, register_exporter
 
 if TYPE_CHECKING:
-    from chipfit.run import Run
+    from chipfit.bestmodel import BestModel
 
 
 @contextlib.contextmanager
@@ -80,25 +79,14 @@ class TfliteExporter(Exporter):
             return "litert-torch is not installed (pip install 'chipfit[tflite]')"
         return None
 
-    def export(self, run: Run) -> list[Path]:
-        import torch
-
-        from chipfit.runtime.preprocess import Preprocessor
-        from chipfit.space import ArchConfig, create_space
-
-        best = run.best
-        space = create_space(run.contract.input_spec(), run.contract.num_classes)
-        cfg = ArchConfig.from_dict(best.config)
-        model = space.build(cfg)
-        model.load_state_dict(torch.load(run.dir / "best" / "model.pt", weights_only=True))
-        pre = Preprocessor.from_dict(json.loads((run.dir / "best" / "preprocess.json").read_text()))
-        data = run.dataset
-        rng = np.random.default_rng(run.contract.search.seed)
-        n = min(len(data.x_train), run.contract.search.calibration_samples)
-        calib = pre(data.x_train[rng.permutation(len(data.x_train))[:n]])
-        out = run.dir / "best" / "model.tflite"
+    def export(self, best: BestModel) -> list[Path]:
+        data = best.dataset
+        rng = np.random.default_rng(best.contract.search.seed)
+        n = min(len(data.x_train), best.contract.search.calibration_samples)
+        calib = best.preprocessor(data.x_train[rng.permutation(len(data.x_train))[:n]])
+        out = best.dir / "model.tflite"
         try:
-            convert_int8_tflite(model, space.model_input_shape(cfg), calib, out)
+            convert_int8_tflite(best.torch_model(), best.input_shape(), calib, out)
         except Exception as exc:
             raise ExportError(f"TFLite int8 conversion failed: {type(exc).__name__}: {exc}") from exc
         return [out]

@@ -15,7 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from chipfit.run import Run
+    from chipfit.contract import Contract
+    from chipfit.cost.model import Cost
+    from chipfit.report.schema import RunReport
+    from chipfit.store import CandidateRecord
+    from chipfit.targets.target import Target
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.25rem .6rem;text-align:left}
@@ -56,44 +60,50 @@ def _td(x: str, cls: str = "") -> str:
     return f'<td class="{cls}">{x}</td>' if cls else f"<td>{x}</td>"
 
 
-def render(run: Run) -> Path:
-    """Write ``report.html`` for ``run`` (reads ``report.json``; run ``Run.finalize`` first)."""
+def render(run_dir: Path, report: RunReport, *, contract: Contract, target: Target,
+           records: list[CandidateRecord], best_cost: Cost | None) -> Path:
+    """Write ``run_dir/report.html`` from the typed ``report``, the run's candidate ``records`` (Pareto plot)
+    and the winner's predicted ``best_cost`` (per layer, arena plan)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    report = json.loads((run.dir / "report.json").read_text())
-    parts = [f"<h1>chipfit report: {_e(run.contract.name)}</h1>",
-             f'<p class="verdict-banner banner-{_e(report["verdict"])}">verdict: '
-             f'<span class="{_e(report["verdict"])}">{_e(report["verdict"])}</span></p>',
-             f"<p>target <b>{_e(report['target'])}</b> with <b>{_e(report['runtime'])}</b>; "
-             f"wall time {report.get('wall_seconds', 0):.0f} s</p>"]
+    from chipfit.report.schema import MeasuredRow
+    from chipfit.search.selection import pareto
+
+    v = report.verdict
+    parts = [f"<h1>chipfit report: {_e(contract.name)}</h1>",
+             f'<p class="verdict-banner banner-{_e(v)}">verdict: <span class="{_e(v)}">{_e(v)}</span></p>',
+             f"<p>target <b>{_e(report.target)}</b> with <b>{_e(report.runtime)}</b>; "
+             f"wall time {report.wall_seconds:.0f} s{'; ' + _e(report.stopped) if report.stopped else ''}</p>"]
     # verdict table
     rows = []
-    for b in report.get("budgets", []):
-        res = {True: "PASS", False: "FAIL", None: "pending"}[b["pass"]]
-        margin = "-" if b["margin"] is None else f"{b['margin']:+.1%}"
-        rows.append([_td(_e(b["name"])), _td(_fmt(b["limit"], b["unit"]), "num"), _td(_fmt(b["achieved"], b["unit"]),
-                     "num"), _td(_e(margin), "num"), _td(res, res), _td(_e(b["source"])), _td(_e(b["basis"]))])
+    for b in report.budgets:
+        res = b.result
+        margin = "-" if b.margin is None else f"{b.margin:+.1%}"
+        rows.append([_td(_e(b.name)), _td(_fmt(b.limit, b.unit), "num"), _td(_fmt(b.achieved, b.unit), "num"),
+                     _td(_e(margin), "num"), _td(res, res), _td(_e(b.source)), _td(_e(b.basis))])
     parts += ["<h2>Budgets</h2>", _table(["budget", "limit", "achieved", "margin", "result", "how obtained",
                                          "limit from"], rows, "verdict-table")]
-    if report.get("best"):
-        b = report["best"]
-        parts.append(f"<p>best candidate {b['id']}: <code>{_e(json.dumps(b['config']))}</code>; int8 validation "
-                     f"accuracy {b['accuracy_int8']:.4f}, test accuracy int8 {report['test_accuracy_int8']:.4f} "
-                     f"(float {report['test_accuracy_float']:.4f}) — {_e(report.get('accuracy_source', ''))}</p>")
-    else:
-        parts.append(f"<p class='FAIL'>no model holds every budget; binding: {_e(', '.join(report.get('binding', [])))}"
-                     f"</p><p>closest: <code>{_e(json.dumps(report.get('closest')))}</code></p>")
+    if report.best is not None:
+        b = report.best
+        parts.append(f"<p>best candidate {b.id}: <code>{_e(json.dumps(b.config))}</code>; int8 validation "
+                     f"accuracy {_fmt(b.accuracy_int8)}, test accuracy int8 {_fmt(report.test_accuracy_int8)} "
+                     f"(float {_fmt(report.test_accuracy_float)}) — {_e(report.accuracy_source)}</p>")
+    if v != "PASS":
+        closest = report.closest.model_dump(mode="json") if report.closest else None
+        parts.append(f"<p class='FAIL'>no model holds every budget{': ' + _e(report.reason) if report.reason else ''}"
+                     f"; binding: {_e(', '.join(report.binding) or '-')}</p>"
+                     f"<p>closest: <code>{_e(json.dumps(closest))}</code></p>")
     # pareto front
-    cands = run.candidates
+    cands = records
     done = [r for r in cands if r.state == "COMPLETE" and r.accuracy_int8 is not None]
     fig, ax = plt.subplots(figsize=(7, 4))
     if done:
         ax.scatter([r.predicted["latency_ms"] for r in done], [r.accuracy_int8 for r in done], c="#999", s=18,
                    label="trained candidates")
-    front = run.pareto
+    front = pareto(records)
     if front:
         ax.plot([r.predicted["latency_ms"] for r in front], [r.accuracy_int8 for r in front], "o-", c="#1565c0",
                 label="Pareto front")
@@ -101,18 +111,18 @@ def render(run: Run) -> Path:
     if infeasible:
         ax.scatter([r.predicted["latency_ms"] for r in infeasible], [0.0] * len(infeasible), marker="x", c="#b00020",
                    s=18, label="infeasible (never trained)")
-    lat = run.contract.budgets.latency_ms
+    lat = contract.budgets.latency_ms
     if lat:
         ax.axvline(lat.max, ls="--", c="#b00020", label=f"latency budget {lat.max:g} ms")
-    if run.contract.budgets.accuracy:
-        ax.axhline(run.contract.budgets.accuracy, ls=":", c="#0a7d22", label="accuracy budget")
+    if contract.budgets.accuracy:
+        ax.axhline(contract.budgets.accuracy, ls=":", c="#0a7d22", label="accuracy budget")
     ax.set_xlabel("predicted latency (ms)")
     ax.set_ylabel("int8 validation accuracy (measured)")
     ax.legend(fontsize=8)
     parts += ["<h2>Pareto front</h2>", _png(fig)]
     # per-layer + arena timeline of the winner
-    if report.get("best"):
-        cost = run.best_cost()
+    if best_cost is not None:
+        cost = best_cost
         names = [layer.name for layer in cost.layers]
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, max(3, 0.22 * len(names))))
         a1.barh(names, [layer.latency_ms for layer in cost.layers], color="#1565c0")
@@ -138,34 +148,34 @@ def render(run: Run) -> Path:
         parts += [f"<h2>Tensor arena timeline</h2><p>planned arena {plan['arena']:,} B, lower bound "
                   f"{plan['lower_bound']:,} B (predicted)</p>", _png(fig)]
     # robustness
-    rob = report.get("robustness")
+    rob = report.robustness
     if rob:
         parts += ["<h2>Robustness (measured, int8)</h2>", _table(["condition", "severity", "accuracy"], [
-            [_td(_e(r["condition"])), _td(_fmt(r["severity"]), "num"), _td(_fmt(r["accuracy"]), "num")] for r in rob])]
+            [_td(_e(r.condition)), _td(_fmt(r.severity), "num"), _td(_fmt(r.accuracy), "num")] for r in rob])]
     else:
         parts.append("<h2>Robustness</h2><p>No field conditions were evaluated for this run.</p>")
     # predicted vs measured
-    meas = report.get("measured")
+    meas = report.measured
     if meas:
         mrows = []
         for m in meas:
-            if "failure" in m:
+            if not isinstance(m, MeasuredRow):
                 mrows.append([_td("-"), _td("-"), _td("-"), _td("-"), _td("-"), _td("-"),
-                              _td(_e(f"not measured on {m['device']}: {m['failure']}"), "FAIL")])
+                              _td(_e(f"not measured on {m.device}: {m.failure}"), "FAIL")])
                 continue
-            mem = m["measured"].get("peak_memory_bytes")
-            err = "-" if m.get("relative_error") is None else f"{m['relative_error']:+.1%}"
-            mrows.append([_td(f"{m['id']} ({_e(m['role'])})"), _td(_fmt(m["accuracy_int8"]), "num"),
-                          _td(_fmt(m["predicted_latency_ms"], "ms"), "num"),
-                          _td(_fmt(m["measured_latency_ms"], "ms"), "num"), _td(err, "num"),
-                          _td("-" if mem is None else f"{mem / 2**20:.2f} MiB", "num"), _td(_e(m["label"]))])
-        basis = next((m["predicted_basis"] for m in meas if "predicted_basis" in m), "cost model")
+            mem = m.measured.get("peak_memory_bytes")
+            err = "-" if m.relative_error is None else f"{m.relative_error:+.1%}"
+            mrows.append([_td(f"{m.id} ({_e(m.role)})"), _td(_fmt(m.accuracy_int8), "num"),
+                          _td(_fmt(m.predicted_latency_ms, "ms"), "num"),
+                          _td(_fmt(m.measured_latency_ms, "ms"), "num"), _td(err, "num"),
+                          _td("-" if mem is None else f"{mem / 2**20:.2f} MiB", "num"), _td(_e(m.label))])
+        basis = next((m.predicted_basis for m in report.measured_rows), "cost model")
         parts += ["<h2>Predicted vs measured</h2>",
                   f"<p><small>predicted: {_e(basis)}; network only (the front-end is not in the model file). "
                   "Measured: the minimum over interleaved rounds (see each row).</small></p>",
                   _table(["finalist", "int8 val acc", "predicted latency", "measured latency", "error",
                           "peak memory (measured)", "how measured"], mrows, "measured-table")]
-    elif run.contract.measure.finalists == 0:
+    elif contract.measure.finalists == 0:
         parts.append("<h2>Predicted vs measured</h2><p>The contract asks for no measurement of finalists "
                      "(<code>measure.finalists: 0</code>); every cost figure is predicted.</p>")
     else:
@@ -173,20 +183,19 @@ def render(run: Run) -> Path:
                      "no runtime could measure its models (the target is not this machine and the contract lists no "
                      "device agent). Accuracies are measured on the int8 ONNX model with ONNX Runtime.</p>")
     # history
-    counts = report.get("counts", {})
-    parts += ["<h2>Search history</h2>", _table(["state", "candidates"], [[_td(_e(k)), _td(str(v), "num")]
-                                                                          for k, v in counts.items()]),
-              f"<p>training time {report.get('train_seconds_total', 0):.1f} s in total, "
-              f"{report.get('train_seconds_infeasible', 0):.1f} s on infeasible candidates.</p>"]
+    parts += ["<h2>Search history</h2>", _table(["state", "candidates"], [[_td(_e(k)), _td(str(n), "num")]
+                                                                          for k, n in report.counts.items()]),
+              f"<p>training time {report.train_seconds_total:.1f} s in total, "
+              f"{report.train_seconds_infeasible:.1f} s on infeasible candidates.</p>"]
     # device
-    t = run.target
+    t = target
     rows = [[_td(_e(k)), _td(_fmt(getattr(t, k)), "num"), _td(_e(t.sources.get(k, "")))] for k in
             ("clock_mhz", "sram_kb", "arena_kb", "flash_kb", "active_power_mw", "sleep_power_uw")
             if getattr(t, k) is not None]
     parts += [f"<h2>Device: {_e(t.name)}</h2><p>{_e(t.description)} — core {_e(t.core)}, runtimes "
               f"{_e(', '.join(t.runtimes))}</p>", _table(["fact", "value", "source"], rows, "device-table")]
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>chipfit report: "
-            f"{_e(run.contract.name)}</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
-    out = run.dir / "report.html"
+            f"{_e(contract.name)}</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
+    out = Path(run_dir) / "report.html"
     out.write_text(page, encoding="utf-8")
     return out

@@ -10,15 +10,15 @@ chipfit.errors.ChipfitError: no manifest.json ...
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from chipfit.runtime.preprocess import Preprocessor
 from chipfit.errors import ChipfitError
+from chipfit.report.schema import RunReport
 from chipfit.runtime.drift import DriftMonitor, DriftReference, DriftStatus
+from chipfit.runtime.manifest import Manifest
+from chipfit.runtime.preprocess import Preprocessor
 
 _RAW_NDIM = {"image": 3, "audio": 1, "series": 2}
 
@@ -38,27 +38,28 @@ class Predictor:
                  monitor: bool = True) -> None:
         self.manifest_path = _manifest_path(path)
         self.dir = self.manifest_path.parent
-        self.manifest: dict[str, Any] = json.loads(self.manifest_path.read_text())
-        self.pre = Preprocessor.from_dict(self.manifest["preprocessing"])
-        self.labels: list[str] = list(self.manifest.get("labels") or [])
+        self.manifest = Manifest.load(self.manifest_path)
+        self.report: RunReport = self.manifest.report  # what the run concluded, typed
+        self.pre = Preprocessor.from_dict(self.manifest.preprocessing)
+        self.labels: list[str] = list(self.manifest.labels)
         self.backend = backend
         self.monitor: DriftMonitor | None = None
-        if monitor and self.manifest.get("drift"):
-            self.monitor = DriftMonitor(DriftReference.from_dict(self.manifest["drift"]))
+        if monitor and self.manifest.drift:
+            self.monitor = DriftMonitor(DriftReference.from_dict(self.manifest.drift))
         if backend == "onnxruntime":
             import onnxruntime as ort
 
             so = ort.SessionOptions()
             so.intra_op_num_threads = threads
             so.log_severity_level = 3
-            self._sess = ort.InferenceSession(str(self.dir / self.manifest["models"]["onnx_int8"]), so,
+            self._sess = ort.InferenceSession(str(self.dir / self.manifest.models.onnx_int8), so,
                                               providers=["CPUExecutionProvider"])
             self._name = self._sess.get_inputs()[0].name
             self._run = self._run_ort
         elif backend == "litert":
             from ai_edge_litert.interpreter import Interpreter
 
-            model = self.manifest["models"].get("tflite_int8")
+            model = self.manifest.models.tflite_int8
             if not model:
                 raise ChipfitError("this export has no TFLite model; use backend='onnxruntime' or export tflite.")
             self._it = Interpreter(model_path=str(self.dir / model), num_threads=threads)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import itertools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -176,3 +177,16 @@ class Preprocessor:
             frontend = MfccFrontEnd(fe["frame_ms"], fe["hop_ms"], fe["n_mels"], fe["n_mfcc"])
         return cls(d["modality"], tuple(d["input_shape"]), d.get("sample_rate_hz"), frontend,
                    tuple(d.get("mean", ())), tuple(d.get("std", ())))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Preprocessor:
+        """Read a ``preprocess.json`` recipe written by a run."""
+        import json
+
+        p = Path(path)
+        try:
+            return cls.from_dict(json.loads(p.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            from chipfit.errors import ChipfitError
+
+            raise ChipfitError(f"{p}: not a readable preprocessing recipe ({type(exc).__name__}: {exc}).") from None

@@ -23,19 +23,21 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from chipfit.budgets import BudgetCheck, check_budgets, constraints
 from chipfit.contract.schema import Contract
 from chipfit.cost.model import Cost, CostModel
 from chipfit.data.dataset import Dataset
-from chipfit.runtime.preprocess import Preprocessor
 from chipfit.logging import get_logger
+from chipfit.pricing import Pricer
 from chipfit.robustness.evaluate import apply_case, field_cases
-from chipfit.train.augment import augment
+from chipfit.runtime.preprocess import Preprocessor
+from chipfit.search.backends import Backend, InProcessBackend, TrainJob
 from chipfit.search.callbacks import SearchCallbacks
 from chipfit.search.claims import Claims
-from chipfit.budgets import BudgetCheck, check_budgets, constraints
 from chipfit.space import ArchConfig, SearchSpace, create_space
-from chipfit.store import CandidateRecord, CandidateStore
+from chipfit.store import CandidateRecord, CandidateStore, classify_failure
 from chipfit.targets.target import Target
+from chipfit.train.augment import augment
 
 log = get_logger(__name__)
 STUDY_NAME = "chipfit"
@@ -64,11 +66,31 @@ class _Prepared:
     x_val_field: list[np.ndarray]  # validation split under each field case
 
 
-def open_study(run_dir: Path, seed: int, trials: int) -> optuna.Study:
+SAMPLERS = ("tpe", "nsga2", "random")
+
+
+def create_sampler(name: str, *, seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    """``search.sampler``: TPE (default), NSGA-II, or random, all seeded. TPE and NSGA-II read the budgets'
+    constraint values that the loop sets on every trial (``trial.set_constraint``), so they learn to avoid
+    infeasible regions."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(4, min(10, trials // 3)))
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(20, trials // 3)))
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    from chipfit.errors import UsageError
+    from chipfit.naming import did_you_mean
+
+    raise UsageError(f"unknown search.sampler '{name}': expected one of {', '.join(SAMPLERS)}."
+                     f"{did_you_mean(name, SAMPLERS)}")
+
+
+def open_study(run_dir: Path, seed: int, trials: int, sampler: str = "tpe") -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = JournalStorage(JournalFileBackend(str(run_dir / "study.log")))
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(4, min(10, trials // 3)))
-    return optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler, load_if_exists=True,
+    return optuna.create_study(study_name=STUDY_NAME, storage=storage,
+                               sampler=create_sampler(sampler, seed=seed, trials=trials), load_if_exists=True,
                                directions=["maximize", "minimize"])
 
 
@@ -83,13 +105,15 @@ class SearchLoop:
         self.run_dir = run_dir
         self.cb = callbacks or SearchCallbacks()
         self.cm = cost_model or CostModel.for_run(run_dir)
-        self.space: SearchSpace = create_space(contract.input_spec(), dataset.num_classes)
+        self.space: SearchSpace = create_space(contract.input_spec(), dataset.num_classes)  # the data's real head
+        self.pricer = Pricer(self.space, target, cost_model=self.cm, dtype=contract.dtype)
         self.store = CandidateStore(run_dir / "candidates.jsonl")
         self._prepared: dict[str, _Prepared] = {}
         self.cases = field_cases(contract.field)
         fa = contract.budgets.field_accuracy
         self.field_over = fa.over if fa else "worst"
         self.optimize_field = fa is not None  # with a field budget the search optimises field accuracy
+        self.stopped = ""  # why run() stopped
 
     def objective_accuracy(self, rec: CandidateRecord) -> float:
         value = rec.accuracy_field_int8 if self.optimize_field else rec.accuracy_int8
@@ -114,27 +138,49 @@ class SearchLoop:
         return self._prepared[key]
 
     # -- the loop -----------------------------------------------------------------------------------------
-    def run(self, *, deadline: float | None = None) -> list[CandidateRecord]:
-        """Ask, claim, evaluate and record candidates until ``trials`` are claimed, the ``deadline``
-        (``time.monotonic()``) passes or the space looks exhausted. Several workers may run this on one
-        run directory at once."""
-        study = open_study(self.run_dir, self.s.seed, self.s.trials)
+    def run(self, backend: Backend | None = None, *, deadline: float | None = None) -> str:
+        """Ask, claim, cost and record candidates, training the feasible ones on ``backend`` (in this process by
+        default), until ``trials`` are recorded, the ``deadline`` (``time.monotonic()``) passes or the space
+        looks exhausted. Returns why the search stopped (:attr:`stopped`)."""
+        backend = backend or InProcessBackend()
+        study = open_study(self.run_dir, self.s.seed, self.s.trials, self.s.sampler)
         claims = Claims(self.run_dir)
         self.cb.on_start(self.s.trials, len(self.store.load()))
         budget = [5 * self.s.trials]
-        while (nxt := self.next_candidate(study, claims, deadline, budget)) is not None:
-            trial, config = nxt
-            record = self.evaluate(config, trial.number, deadline=deadline)
-            self.record(study, trial, record)
-        return self.store.load()
+        inflight: dict[int, optuna.Trial] = {}
+        exhausted = False
+        backend.start(self)
+        try:
+            while True:
+                while not exhausted and len(inflight) < backend.slots:
+                    nxt = self.next_candidate(study, claims, deadline, budget)
+                    if nxt is None:
+                        exhausted = True
+                        break
+                    trial, config = nxt
+                    base, done = self.assess(config, trial.number)
+                    if done is not None:
+                        self.record(study, trial, done)
+                        continue
+                    left = None if deadline is None else max(deadline - time.monotonic(), 1.0)
+                    backend.submit(TrainJob(trial.number, base, config.to_dict(), tuple(self._rung_peers()), left))
+                    inflight[trial.number] = trial
+                if not inflight:
+                    break
+                for job, rec in backend.wait():
+                    self.record(study, inflight.pop(job.number), rec)
+        finally:
+            backend.close()
+        return self.stopped
 
     def next_candidate(self, study: optuna.Study, claims: Claims, deadline: float | None,
                        budget: list[int]) -> tuple[optuna.Trial, ArchConfig] | None:
         """The next sampled config this worker has claimed, or ``None`` when the run should stop (all slots
-        claimed, time used, or ``budget[0]`` asks spent on configs already seen)."""
+        claimed, time used, or ``budget[0]`` asks spent on configs already seen); :attr:`stopped` says which."""
         while budget[0] > 0:
             if deadline is not None and time.monotonic() >= deadline:
-                log.info("time budget used")
+                self.stopped = f"time budget of {self.s.time_budget_s:g} s used"
+                log.info(self.stopped)
                 return None
             budget[0] -= 1
             trial = study.ask()
@@ -149,7 +195,10 @@ class SearchLoop:
                 return trial, config
             study.tell(trial, state=TrialState.FAIL if state == "taken" else TrialState.PRUNED)
             if state == "full":
+                self.stopped = f"all {self.s.trials} trials recorded"
                 return None
+        self.stopped = (f"nothing left to sample: the last {5 * self.s.trials} samples repeated configs already "
+                        "recorded")
         return None
 
     def record(self, study: optuna.Study, trial: optuna.Trial, record: CandidateRecord) -> None:
@@ -185,9 +234,10 @@ class SearchLoop:
         try:
             return self._train(base, config, deadline, t0, subdir=subdir, prune=prune, peers=peers)
         except Exception as exc:
-            log.warning("candidate %d failed: %s", base["id"], exc)
+            kind = classify_failure(exc, self.run_dir)  # raises StoreIOError (stops the run) when the disk failed
+            log.warning("candidate %d failed (%s): %s", base["id"], kind, exc)
             return CandidateRecord(**base, state="FAILED", reason=f"{type(exc).__name__}: {exc}",
-                                   wall_seconds=time.monotonic() - t0)
+                                   failure_kind=kind, wall_seconds=time.monotonic() - t0)
 
     def assess(self, config: ArchConfig, number: int, *, train_infeasible: bool = False
                ) -> tuple[dict[str, Any], CandidateRecord | None]:
@@ -196,9 +246,7 @@ class SearchLoop:
         t0 = time.monotonic()
         base: dict[str, Any] = {"id": number, "key": config.key, "config": config.to_dict()}
         try:
-            cand = self.space.candidate(config)
-            cost = self.cm.estimate(cand.graph, self.target, dtype=self.c.dtype, frontend_ops=cand.frontend_ops,
-                                    frontend_ram_bytes=cand.frontend_ram_bytes)
+            cost = self.pricer.price(config).cost
         except Exception as exc:  # a candidate that cannot be built is recorded, not fatal
             log.warning("candidate %d could not be built: %s", number, exc)
             return base, CandidateRecord(**base, state="FAILED", reason=f"build: {type(exc).__name__}: {exc}",
