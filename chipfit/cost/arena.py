@@ -1,8 +1,21 @@
-"""Tensor-arena planning over tensor lifetimes in execution order.
+"""Tensor-arena planning as TFLite Micro does it, and TFLM's whole arena (planned head + persistent tail).
 
-Two figures: the lower bound (the largest total of tensors alive at any one step) and the arena a
-greedy-by-size planner needs (TFLM's ``GreedyMemoryPlanner`` strategy: place the largest buffers first, each
-at the lowest offset that does not overlap a buffer alive at the same time).
+Two levels:
+
+* :func:`plan` is TFLM's ``GreedyMemoryPlanner`` (``tensorflow/lite/micro/memory_planner/
+  greedy_memory_planner.cc`` of the pinned tree in ``../shared/third_party/tflm``): buffers are taken largest
+  first (a stable sort of the *reversed* add order, so among equal sizes the last-added goes first, lines
+  176-194), each placed at the lowest offset whose gap before the next simultaneously-alive buffer (in offset
+  order) is large enough (first fit, lines 212-243). :func:`buffers` gives the buffers of an OpGraph: with
+  ``tflm=True`` exactly as ``micro_allocation_info.cc`` and ``micro_allocator.cc`` do (graph inputs alive from
+  step 0, op ``i`` at step ``i + 1``, graph outputs kept to the last step, every size rounded up to 16 bytes,
+  ``MicroArenaBufferAlignment()`` in ``micro_arena_constants.h:24``; reshape gets its own buffer: TFLM
+  copies, ``kernels/reshape.cc:44``), without it reshape-like ops alias their input (ONNX Runtime, LiteRT).
+* :func:`tflm_arena` reads a ``.tflite`` and predicts every byte ``MicroInterpreter::AllocateTensors()``
+  takes: the head (the plan, including kernel scratch buffers) and the tail (allocator objects, eval tensors,
+  node structs, builtin params, kernel op data, per-channel multipliers and shifts, the input/output
+  ``TfLiteTensor`` s), for the reference kernels or CMSIS-NN, on a 32-bit Arm MCU or on x86-64 (the
+  ``tflite-micro`` Python interpreter, which checks the model: see ``tests/test_tflm.py``).
 
 >>> from chipfit.cost.arena import Buffer, plan
 >>> p = plan([Buffer("a", 10, 0, 0), Buffer("b", 1, 0, 1), Buffer("c", 10, 1, 1)])
@@ -12,10 +25,22 @@ at the lowest offset that does not overlap a buffer alive at the same time).
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from chipfit.errors import GraphError
 from chipfit.graph.opgraph import OpGraph
+
+ALIGN = 16  # MicroArenaBufferAlignment(), tensorflow/lite/micro/micro_arena_constants.h:24
+MAX_SCRATCH_PER_OP = 12  # kMaxScratchBuffersPerOp, tensorflow/lite/micro/micro_allocator.cc:54
+
+
+def align_up(n: int, a: int = ALIGN) -> int:
+    return -(-int(n) // a) * a
 
 
 @dataclass(frozen=True)
@@ -47,8 +72,36 @@ class ArenaPlan:
         }
 
 
-def buffers(graph: OpGraph, nbytes: Callable[[str], int]) -> list[Buffer]:
-    """Buffers of ``graph``'s activation tensors; reshape-like ops share their input's buffer."""
+def buffers(graph: OpGraph, nbytes: Callable[[str], int], *, tflm: bool = False) -> list[Buffer]:
+    """Buffers of ``graph``'s activation tensors, in the order a planner receives them.
+
+    With ``tflm``: TFLM's lifetimes (``AllocationInfoBuilder::MarkAllocationLifetimes``,
+    ``micro_allocation_info.cc``): graph inputs at step 0, op ``i`` creates its outputs and reads its inputs
+    at step ``i + 1``, graph outputs last until the last op's step; sizes rounded up to 16; no aliasing; a
+    tensor never used keeps the lifetime ``(-1, -1)`` as in TFLM. Without: reshape-like ops share their
+    input's buffer and node ``i`` is step ``i``.
+    """
+    if tflm:
+        n = len(graph.nodes)
+        first: dict[str, int] = {}
+        last: dict[str, int] = {}
+        for t in graph.inputs:
+            first.setdefault(t, 0)
+            last[t] = 0
+        for i, node in enumerate(graph.nodes, start=1):
+            for t in node.outputs:
+                first.setdefault(t, i)
+            for t in (*node.inputs, *node.outputs):
+                last[t] = i
+        for t in graph.outputs:
+            first.setdefault(t, n)
+            last[t] = n
+        out = []
+        for t in graph.tensors:
+            size = nbytes(t)
+            if size:
+                out.append(Buffer(t, align_up(size), first.get(t, -1), last.get(t, -1)))
+        return out
     root: dict[str, str] = {}
 
     def find(t: str) -> str:
@@ -56,22 +109,18 @@ def buffers(graph: OpGraph, nbytes: Callable[[str], int]) -> list[Buffer]:
             t = root[t]
         return t
 
-    for n in graph.nodes:
-        if n.op.is_alias and n.inputs:
-            for o in n.outputs:
-                root[o] = n.inputs[0]
-    first: dict[str, int] = {}
-    last: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op.is_alias and node.inputs:
+            for o in node.outputs:
+                root[o] = node.inputs[0]
+    first = {}
+    last = {}
     end = max(len(graph.nodes) - 1, 0)
     for t in graph.inputs:
         first[find(t)] = 0
         last[find(t)] = 0
-    for i, n in enumerate(graph.nodes):
-        for t in n.inputs:
-            r = find(t)
-            first.setdefault(r, i)
-            last[r] = max(last.get(r, i), i)
-        for t in n.outputs:
+    for i, node in enumerate(graph.nodes):
+        for t in (*node.inputs, *node.outputs):
             r = find(t)
             first.setdefault(r, i)
             last[r] = max(last.get(r, i), i)
@@ -81,22 +130,413 @@ def buffers(graph: OpGraph, nbytes: Callable[[str], int]) -> list[Buffer]:
 
 
 def plan(bufs: Sequence[Buffer]) -> ArenaPlan:
-    """Plan offsets greedily by size and compute the lifetime lower bound."""
+    """Place ``bufs`` (in the order they were added) exactly as TFLM's ``GreedyMemoryPlanner`` does, and
+    compute the lifetime lower bound (the most bytes alive at one step)."""
     steps = max((b.last for b in bufs), default=-1) + 1
-    live = [0] * steps
+    live = [0] * max(steps, 0)
     for b in bufs:
-        for s in range(b.first, b.last + 1):
+        for s in range(max(b.first, 0), b.last + 1):
             live[s] += b.size
+    # CalculateOffsetsIfNeeded: online buffers fill the sorted arrays from the tail (reversed add order), then a
+    # stable bubble sort by size, descending (greedy_memory_planner.cc:176-194)
+    order = sorted(reversed(range(len(bufs))), key=lambda i: -bufs[i].size)
+    placed_offsets: list[int] = []  # entries in offset order (ties: later-placed after earlier, lines 254-276)
+    placed: list[int] = []
     offsets: dict[str, int] = {}
-    placed: list[tuple[int, int, Buffer]] = []
-    for b in sorted(bufs, key=lambda x: (-x.size, x.first)):
-        clashes = sorted((off, off + p.size) for off, _, p in placed if p.first <= b.last and b.first <= p.last)
-        offset = 0
-        for lo, hi in clashes:
-            if offset + b.size <= lo:
+    for i in order:
+        b = bufs[i]
+        cand = 0
+        for off, j in zip(placed_offsets, placed, strict=True):
+            p = bufs[j]
+            if p.first > b.last or b.first > p.last:
+                continue
+            if off - cand >= b.size:
                 break
-            offset = max(offset, hi)
-        offsets[b.name] = offset
-        placed.append((offset, b.size, b))
-    arena = max((o + s for o, s, _ in placed), default=0)
+            cand = max(cand, off + p.size)
+        k = bisect.bisect_right(placed_offsets, cand)
+        placed_offsets.insert(k, cand)
+        placed.insert(k, i)
+        offsets[b.name] = cand
+    arena = max((off + bufs[j].size for off, j in zip(placed_offsets, placed, strict=True)), default=0)
     return ArenaPlan(tuple(bufs), offsets, max(live, default=0), arena, tuple(live))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# TFLM's whole arena, from a .tflite
+
+
+@dataclass(frozen=True)
+class Abi:
+    """Sizes and alignments (bytes) of the structs TFLM puts in its arena on one ABI.
+
+    ``arm32``: a 32-bit Arm MCU (AAPCS as ``arm-none-eabi-gcc`` builds it: 4-byte pointers, 8-byte aligned
+    64-bit types, short enums, the default for AAPCS targets other than Linux: gcc ``config/arm/arm.h``
+    ``ARM_DEFAULT_SHORT_ENUMS``). ``x86_64``: the ``tflite-micro`` Python wheel. Both were read off the pinned
+    headers by compiling ``bench/tflm_struct_sizes.cc`` (``g++ -std=c++17 -DTF_LITE_STATIC_MEMORY``, plus
+    ``-m32 -malign-double -fshort-enums`` for ``arm32``); the x86-64 figures are checked against TFLM's own
+    recording allocator in ``tests/test_tflm.py``.
+    """
+
+    name: str
+    ptr: int
+    sizes: dict[str, tuple[int, int]] = field(repr=False)
+
+    def size(self, what: str) -> int:
+        return self.sizes[what][0]
+
+    def align(self, what: str) -> int:
+        return self.sizes[what][1]
+
+
+# name: (x86-64 size, align, arm32 size, align), with where it is defined in ../shared/third_party/tflm
+_STRUCTS: dict[str, tuple[int, int, int, int, str]] = {
+    "TfLiteEvalTensor": (24, 8, 12, 4, "tensorflow/lite/core/c/common.h:753"),
+    "TfLiteTensor": (64, 8, 32, 4, "tensorflow/lite/core/c/common.h:678 (TF_LITE_STATIC_MEMORY)"),
+    "NodeAndRegistration": (64, 8, 32, 4, "tensorflow/lite/micro/micro_allocator.h:82 (TfLiteNode: common.h:723)"),
+    "ScratchBufferHandle": (8, 8, 4, 4, "tensorflow/lite/micro/micro_allocator.h:90"),
+    "SubgraphAllocations": (16, 8, 8, 4, "tensorflow/lite/micro/micro_allocator.h:97"),
+    "TfLiteAffineQuantization": (24, 8, 12, 4, "tensorflow/lite/core/c/common.h:380"),
+    "TfLiteIntArray": (4, 4, 4, 4, "tensorflow/lite/core/c/common.h:112"),
+    "SingleArenaBufferAllocator": (72, 8, 36, 4,
+                                   "tensorflow/lite/micro/arena_allocator/single_arena_buffer_allocator.h:31"),
+    "RecordingSingleArenaBufferAllocator": (104, 8, 52, 4, "tensorflow/lite/micro/arena_allocator/"
+                                            "recording_single_arena_buffer_allocator.h"),
+    "GreedyMemoryPlanner": (72, 8, 44, 4, "tensorflow/lite/micro/memory_planner/greedy_memory_planner.h:46"),
+    "MicroAllocator": (72, 8, 36, 4, "tensorflow/lite/micro/micro_allocator.h"),
+    "RecordingMicroAllocator": (248, 8, 124, 4, "tensorflow/lite/micro/recording_micro_allocator.h"),
+    # a vtable pointer and one pointer (micro_allocator.cc:62); not in the header, so counted by hand
+    "MicroBuiltinDataAllocator": (16, 8, 8, 4, "tensorflow/lite/micro/micro_allocator.cc:62"),
+    "ScratchBufferRequest": (16, 8, 12, 4, "tensorflow/lite/micro/micro_allocator.h:62"),
+    "AllocationInfo": (32, 8, 20, 4, "tensorflow/lite/micro/micro_allocation_info.h:27"),
+    # kernel op data (Init allocations): reference kernels
+    "OpDataConv": (72, 8, 56, 4, "tensorflow/lite/micro/kernels/conv.h:27"),
+    "OpDataFullyConnected": (64, 8, 48, 4, "tensorflow/lite/micro/kernels/fully_connected.h:26"),
+    "OpDataPooling": (32, 4, 32, 4, "tensorflow/lite/micro/kernels/pooling.h:37"),
+    "OpDataAdd": (60, 4, 60, 4, "tensorflow/lite/micro/kernels/add.h:31"),
+    "OpDataMul": (36, 4, 36, 4, "tensorflow/lite/micro/kernels/mul.h"),
+    "OpDataSub": (52, 4, 52, 4, "tensorflow/lite/micro/kernels/sub.h"),
+    "SoftmaxParams": (80, 8, 56, 8, "tensorflow/lite/kernels/internal/types.h:968"),
+    "OpDataReduce": (44, 4, 44, 4, "tensorflow/lite/micro/kernels/reduce.h:27"),
+    "PadOpData": (56, 4, 56, 4, "tensorflow/lite/micro/kernels/pad.h:24"),
+    "OpDataLogistic": (16, 4, 16, 4, "tensorflow/lite/micro/kernels/logistic.h"),
+    "HardSwishParams": (20, 4, 20, 4, "tensorflow/lite/micro/kernels/hard_swish.h"),
+    "ReluOpData": (28, 4, 28, 4, "tensorflow/lite/micro/kernels/activations.h"),
+    "Relu6OpData": (8, 4, 8, 4, "tensorflow/lite/micro/kernels/activations.h"),
+    "OpDataQuantizeReference": (32, 8, 32, 8, "tensorflow/lite/micro/kernels/quantize.h"),
+    "DequantizeOpData": (32, 8, 32, 8, "tensorflow/lite/micro/kernels/dequantize.h"),
+    "StridedSliceParams": (84, 4, 84, 4, "tensorflow/lite/micro/kernels/strided_slice.h"),
+    "LeakyReluOpData": (24, 4, 24, 4, "tensorflow/lite/micro/kernels/leaky_relu.h"),
+    # CMSIS-NN kernels' op data (anonymous structs in kernels/cmsis_nn/*.cc)
+    "CmsisConv": (80, 8, 60, 4, "tensorflow/lite/micro/kernels/cmsis_nn/conv.cc:33"),
+    "CmsisFullyConnected": (96, 8, 72, 4, "tensorflow/lite/micro/kernels/cmsis_nn/fully_connected.cc:35"),
+    "CmsisPooling": (36, 4, 36, 4, "tensorflow/lite/micro/kernels/cmsis_nn/pooling.cc:30"),
+    "CmsisAdd": (64, 4, 64, 4, "tensorflow/lite/micro/kernels/cmsis_nn/add.cc:37"),
+    "CmsisSoftmax": (88, 8, 64, 8, "tensorflow/lite/micro/kernels/cmsis_nn/softmax.cc:32"),
+    # builtin params (flatbuffer_conversions.cc parsers, allocated in the tail with their own alignment)
+    "TfLiteConvParams": (28, 4, 28, 4, "tensorflow/lite/core/c/builtin_op_data.h"),
+    "TfLiteDepthwiseConvParams": (28, 4, 28, 4, "tensorflow/lite/core/c/builtin_op_data.h"),
+    "TfLiteFullyConnectedParams": (16, 4, 5, 1, "tensorflow/lite/core/c/builtin_op_data.h"),
+    "TfLitePoolParams": (40, 4, 40, 4, "tensorflow/lite/core/c/builtin_op_data.h"),
+    "TfLiteAddParams": (8, 4, 2, 1, "tensorflow/lite/core/c/builtin_op_data.h"),
+    "TfLiteSubParams": (8, 4, 2, 1, "tensorflow/lite/core/c/builtin_op_data.h"),
+    "TfLiteMulParams": (4, 4, 1, 1, "tensorflow/lite/core/c/builtin_op_data.h"),
+    "TfLiteSoftmaxParams": (4, 4, 4, 4, "tensorflow/lite/core/c/builtin_op_data.h"),
+    "TfLiteReshapeParams": (36, 4, 36, 4, "tensorflow/lite/core/c/builtin_op_data.h"),
+    "TfLiteReducerParams": (1, 1, 1, 1, "tensorflow/lite/core/c/builtin_op_data.h"),
+    "TfLiteConcatenationParams": (8, 4, 8, 4, "tensorflow/lite/core/c/builtin_op_data.h"),
+    "TfLiteStridedSliceParams": (24, 4, 24, 4, "tensorflow/lite/core/c/builtin_op_data.h"),
+    "TfLiteSqueezeParams": (36, 4, 36, 4, "tensorflow/lite/core/c/builtin_op_data.h"),
+    "TfLiteLeakyReluParams": (4, 4, 4, 4, "tensorflow/lite/core/c/builtin_op_data.h"),
+}
+
+# The tflite-micro wheel (0.dev20261023182759) is newer than the pinned tree: its fully-connected op data and
+# params are larger. Found by fitting the wheel's recorded allocations (10 FULLY_CONNECTED ops of MLPerf Tiny ad:
+# 'Persistent buffer data' 72 bytes requested per op; 16 more unrecorded tail bytes per op).
+_WHEEL = {"OpDataFullyConnected": (72, 8), "TfLiteFullyConnectedParams": (32, 4)}
+# tail bytes the Python interpreter takes that no recorded category and no struct above explain (constant over
+# the 4 MLPerf Tiny models and chipfit's exports)
+PYTHON_UNATTRIBUTED = 32
+
+ABIS: dict[str, Abi] = {
+    "x86_64": Abi("x86_64", 8, {**{k: (v[0], v[1]) for k, v in _STRUCTS.items()}, **_WHEEL}),
+    "arm32": Abi("arm32", 4, {k: (v[2], v[3]) for k, v in _STRUCTS.items()}),
+}
+
+# builtin params each op's parser allocates (core/api/flatbuffer_conversions.cc; PAD, TRANSPOSE, QUANTIZE, ... none)
+_PARAMS = {"CONV_2D": "TfLiteConvParams", "DEPTHWISE_CONV_2D": "TfLiteDepthwiseConvParams",
+           "FULLY_CONNECTED": "TfLiteFullyConnectedParams", "AVERAGE_POOL_2D": "TfLitePoolParams",
+           "MAX_POOL_2D": "TfLitePoolParams", "ADD": "TfLiteAddParams", "SUB": "TfLiteSubParams",
+           "MUL": "TfLiteMulParams", "SOFTMAX": "TfLiteSoftmaxParams", "RESHAPE": "TfLiteReshapeParams",
+           "MEAN": "TfLiteReducerParams", "SUM": "TfLiteReducerParams", "REDUCE_MAX": "TfLiteReducerParams",
+           "CONCATENATION": "TfLiteConcatenationParams", "STRIDED_SLICE": "TfLiteStridedSliceParams",
+           "SQUEEZE": "TfLiteSqueezeParams", "LEAKY_RELU": "TfLiteLeakyReluParams"}
+# op data each kernel's Init allocates (16-aligned, through MicroInterpreterContext::AllocatePersistentBuffer)
+_OPDATA = {
+    "reference": {"CONV_2D": "OpDataConv", "DEPTHWISE_CONV_2D": "OpDataConv",
+                  "FULLY_CONNECTED": "OpDataFullyConnected", "AVERAGE_POOL_2D": "OpDataPooling",
+                  "MAX_POOL_2D": "OpDataPooling", "ADD": "OpDataAdd", "SOFTMAX": "SoftmaxParams"},
+    "cmsis-nn": {"CONV_2D": "CmsisConv", "DEPTHWISE_CONV_2D": "CmsisConv",
+                 "FULLY_CONNECTED": "CmsisFullyConnected", "AVERAGE_POOL_2D": "CmsisPooling",
+                 "MAX_POOL_2D": "CmsisPooling", "ADD": "CmsisAdd", "SOFTMAX": "CmsisSoftmax"},
+}
+_OPDATA_COMMON = {"MUL": "OpDataMul", "SUB": "OpDataSub", "MEAN": "OpDataReduce", "SUM": "OpDataReduce",
+                  "REDUCE_MAX": "OpDataReduce", "PAD": "PadOpData", "PADV2": "PadOpData",
+                  "LOGISTIC": "OpDataLogistic", "HARD_SWISH": "HardSwishParams", "RELU": "ReluOpData",
+                  "RELU6": "Relu6OpData", "QUANTIZE": "OpDataQuantizeReference", "DEQUANTIZE": "DequantizeOpData",
+                  "STRIDED_SLICE": "StridedSliceParams", "LEAKY_RELU": "LeakyReluOpData"}
+KERNELS = ("reference", "cmsis-nn")
+# bytes per element of tflite TensorType codes (schema.fbs): FLOAT32, FLOAT16, INT32, UINT8, INT64, STRING, BOOL,
+# INT16, COMPLEX64, INT8, FLOAT64, ..., UINT16 (16)
+_TYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 8: 8, 9: 1, 10: 8, 12: 8, 16: 2}
+
+
+@dataclass(frozen=True)
+class TflmArena:
+    """TFLM's arena for one model: ``planned`` (head: tensors and kernel scratch buffers, as planned),
+    ``persistent`` (tail), ``total`` = their sum (what ``arena_used_bytes()`` reports), and ``required``: the
+    smallest arena ``AllocateTensors()`` succeeds in (planning needs temporary room the final head may not
+    keep), rounded up to 16. ``items`` break the tail down."""
+
+    model: str
+    abi: str
+    kernels: str
+    planned: int
+    persistent: int
+    required: int
+    scratch: int
+    items: tuple[tuple[str, int], ...]
+    plan: ArenaPlan = field(repr=False, compare=False)
+
+    @property
+    def total(self) -> int:
+        return self.planned + self.persistent
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "abi": self.abi, "kernels": self.kernels, "planned": self.planned,
+                "persistent": self.persistent, "total": self.total, "required": self.required,
+                "scratch": self.scratch, "items": dict(self.items)}
+
+
+class _Tail:
+    """The tail grows down from a 16-aligned arena end: each allocation is ``AlignPointerDown(tail - size,
+    alignment)`` (``single_arena_buffer_allocator.cc``), so its cost depends on what came before."""
+
+    def __init__(self) -> None:
+        self.used = 0
+        self.items: dict[str, int] = {}
+
+    def alloc(self, what: str, size: int, align: int) -> None:
+        before = self.used
+        self.used = align_up(self.used + size, align)
+        self.items[what] = self.items.get(what, 0) + self.used - before
+
+
+def _same_pad(in_size: int, k: int, stride: int, dilation: int, out_size: int) -> int:
+    eff = (k - 1) * dilation + 1
+    return max((out_size - 1) * stride + eff - in_size, 0) // 2
+
+
+def _cmsis_scratch(op: str, opts: Any, ins: list[Any], outs: list[Any], per_channel: bool) -> list[int]:
+    """CMSIS-NN scratch requests of one int8 op for a core with the DSP extension and no MVE (Cortex-M4, M7,
+    M33), as ``kernels/cmsis_nn/*.cc`` ask for them (``third_party/cmsis_nn/Source/*/arm_*_get_buffer_sizes_s8.c``,
+    GCC build)."""
+    if op == "CONV_2D" and ins[0].type == 9:
+        _, ih, iw, ic = ins[0].shape
+        _, kh, kw, fc = ins[1].shape
+        _, oh, ow, _ = outs[0].shape
+        sh, sw, dh, dw = opts["stride_h"], opts["stride_w"], opts["dil_h"], opts["dil_w"]
+        ph = _same_pad(ih, kh, sh, dh, oh) if opts["padding"] == 0 else 0
+        pw = _same_pad(iw, kw, sw, dw, ow) if opts["padding"] == 0 else 0
+        if ph == 0 and pw == 0 and kh == 1 and kw == 1 and dh == 1 and dw == 1 and ic == fc:
+            return []  # 1x1: arm_convolve_1x1_s8_fast_get_buffer_size_dsp is 0 with GCC; non-unit stride needs 0
+        rhs = kw * kh * ic  # 1xN and the generic im2col path both use arm_convolve_s8_get_buffer_size on DSP
+        return [2 * align_up(rhs, 4) * 2]
+    if op == "DEPTHWISE_CONV_2D" and ins[0].type == 9:
+        _, ih, iw, ic = ins[0].shape
+        _, kh, kw, oc = ins[1].shape
+        _, oh, ow, _ = outs[0].shape
+        ph = _same_pad(ih, kh, opts["stride_h"], opts["dil_h"], oh) if opts["padding"] == 0 else 0
+        pw = _same_pad(iw, kw, opts["stride_w"], opts["dil_w"], ow) if opts["padding"] == 0 else 0
+        if ic == oc and opts["dil_h"] == 1 and opts["dil_w"] == 1:
+            if kw == 3 and kh == 3 and ph <= 1 and pw <= 1:
+                return []
+            return [ic * kw * kh * 2]
+        return []
+    if op == "AVERAGE_POOL_2D" and ins[0].type == 9:
+        return [outs[0].shape[-1] * 4]
+    if op == "FULLY_CONNECTED" and ins[0].type == 9 and len(outs[0].shape) > 2:
+        accum = ins[1].shape[-1]
+        if accum % 4 == 0 and not per_channel:
+            return [ins[1].shape[0] * 8]
+    return []
+
+
+@dataclass
+class _T:
+    shape: tuple[int, ...]
+    type: int
+    const: bool
+    variable: bool
+    channels: int  # quantization scales
+    quantized: bool
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * _TYPE_BYTES.get(self.type, 1)
+
+
+def _read(data: bytes, label: str) -> tuple[list[_T], list[tuple[str, list[int], list[int], dict[str, int]]],
+                                                list[int], list[int], int]:
+    import tflite
+
+    from chipfit.graph.tflite_reader import _opname
+
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise GraphError(f"'{label}' is not a TFLite flatbuffer (expected the 'TFL3' identifier at byte 4).")
+    m = tflite.Model.GetRootAsModel(data, 0)
+    if m.SubgraphsLength() < 1:
+        raise GraphError(f"TFLite model '{label}' has no subgraph.")
+    sg = m.Subgraphs(0)
+    tensors = []
+    for i in range(sg.TensorsLength()):
+        t = sg.Tensors(i)
+        b = m.Buffers(t.Buffer()) if t.Buffer() < m.BuffersLength() else None
+        q = t.Quantization()
+        ch = q.ScaleLength() if q is not None else 0
+        shape = tuple(int(s) for s in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+        tensors.append(_T(shape, t.Type(), b is not None and (b.DataLength() > 0 or b.Size() > 0),
+                          bool(t.IsVariable()), ch, ch > 0))
+    ops = []
+    for k in range(sg.OperatorsLength()):
+        op = sg.Operators(k)
+        name = _opname(m, op.OpcodeIndex())
+        ins = [int(x) for x in op.InputsAsNumpy()] if op.InputsLength() else []
+        outs = [int(x) for x in op.OutputsAsNumpy()] if op.OutputsLength() else []
+        opts: dict[str, int] = {}
+        o = op.BuiltinOptions()
+        if name in ("CONV_2D", "DEPTHWISE_CONV_2D") and o is not None:
+            cls = tflite.Conv2DOptions if name == "CONV_2D" else tflite.DepthwiseConv2DOptions
+            x = cls()
+            x.Init(o.Bytes, o.Pos)
+            opts = {"padding": x.Padding(), "stride_h": x.StrideH(), "stride_w": x.StrideW(),
+                    "dil_h": x.DilationHFactor(), "dil_w": x.DilationWFactor()}
+        ops.append((name, ins, outs, opts))
+    inputs = [int(sg.Inputs(i)) for i in range(sg.InputsLength())]
+    outputs = [int(sg.Outputs(i)) for i in range(sg.OutputsLength())]
+    return tensors, ops, inputs, outputs, m.SubgraphsLength()
+
+
+def tflm_arena(model: str | Path | bytes, *, abi: str = "arm32", kernels: str = "reference",
+               recording: bool = False, name: str | None = None) -> TflmArena:
+    """Predict TFLM's arena for a ``.tflite`` (path or bytes), following ``MicroInterpreter::AllocateTensors``
+    (``micro_interpreter.cc:200``) allocation by allocation. ``abi`` is ``arm32`` (an MCU) or ``x86_64`` (the
+    Python wheel); ``kernels`` is ``reference`` or ``cmsis-nn`` (DSP cores: M4, M7, M33); ``recording`` uses the
+    ``RecordingMicroAllocator`` the Python interpreter is built with (bigger allocator objects).
+
+    >>> from chipfit.measure.tflm import BASELINE_TFLITE
+    >>> a = tflm_arena(BASELINE_TFLITE, abi="x86_64", recording=True)
+    >>> a.planned, a.total > a.planned
+    (32, True)
+    """
+    if abi not in ABIS:
+        raise GraphError(f"unknown ABI '{abi}': expected one of {', '.join(ABIS)}.")
+    if kernels not in KERNELS:
+        raise GraphError(f"unknown TFLM kernels '{kernels}': expected one of {', '.join(KERNELS)}.")
+    a = ABIS[abi]
+    label = name or (Path(model).name if not isinstance(model, bytes) else "model.tflite")
+    data = model if isinstance(model, bytes) else Path(model).read_bytes()
+    tensors, ops, g_in, g_out, n_sub = _read(data, label)
+    tail = _Tail()
+    # MicroAllocator::Create (micro_allocator.cc:566) / RecordingMicroAllocator::Create: allocator, planner, allocator
+    alloc = "RecordingSingleArenaBufferAllocator" if recording else "SingleArenaBufferAllocator"
+    tail.alloc("allocators", a.size(alloc), a.align(alloc))
+    tail.alloc("allocators", a.size("GreedyMemoryPlanner"), a.align("GreedyMemoryPlanner"))
+    ma = "RecordingMicroAllocator" if recording else "MicroAllocator"
+    tail.alloc("allocators", a.size(ma), a.align(ma))
+    # StartModelAllocation (micro_allocator.cc:625)
+    tail.alloc("allocators", a.size("MicroBuiltinDataAllocator"), a.align("MicroBuiltinDataAllocator"))
+    tail.alloc("allocators", a.size("SubgraphAllocations") * n_sub, a.align("SubgraphAllocations"))
+    tail.alloc("eval tensors", a.size("TfLiteEvalTensor") * len(tensors), a.align("TfLiteEvalTensor"))
+    tail.alloc("node structs", a.size("NodeAndRegistration") * len(ops), a.align("NodeAndRegistration"))
+    # PrepareNodeAndRegistrationDataFromFlatbuffer: builtin params per op
+    for op, *_ in ops:
+        if op in _PARAMS:
+            tail.alloc("builtin params", a.size(_PARAMS[op]), a.align(_PARAMS[op]))
+    # InitSubgraphs: each kernel's op data, 16-aligned (MicroAllocator::AllocatePersistentBuffer, line 690)
+    table = {**_OPDATA_COMMON, **_OPDATA[kernels]}
+    for op, *_ in ops:
+        if op in table:
+            tail.alloc("kernel op data", a.size(table[op]), ALIGN)
+    # PrepareSubgraphs: per-channel multipliers and shifts (conv_common.cc:177, depthwise_conv_common.cc:168,
+    # fully_connected_common.cc:112), scratch requests (head)
+    scratch: list[tuple[int, int]] = []  # (op step, bytes)
+    for k, (op, ins, outs, opts) in enumerate(ops, start=1):
+        it = [tensors[i] for i in ins if i >= 0]
+        ot = [tensors[o] for o in outs]
+        per_channel = len(it) > 1 and it[1].channels > 1
+        if op in ("CONV_2D", "DEPTHWISE_CONV_2D") or (op == "FULLY_CONNECTED" and per_channel):
+            dim = 0 if op != "DEPTHWISE_CONV_2D" else 3
+            n = it[1].shape[dim] if op != "FULLY_CONNECTED" else it[1].channels
+            tail.alloc("per-channel multipliers and shifts", 4 * n, ALIGN)
+            tail.alloc("per-channel multipliers and shifts", 4 * n, ALIGN)
+        if op in ("MEAN", "SUM") and it[0].type in (7, 9):  # reduce_common.cc:239-250
+            scratch += [(k, 4 * math.prod(ot[0].shape)), (k, 4 * len(it[0].shape)),
+                        (k, 4 * math.prod(it[1].shape or (1,)))]
+        elif op in ("MEAN", "SUM", "REDUCE_MAX"):
+            scratch += [(k, 4 * len(it[0].shape)), (k, 4 * math.prod(it[1].shape or (1,)))]
+        if kernels == "cmsis-nn":
+            scratch += [(k, b) for b in _cmsis_scratch(op, opts, it, ot, per_channel) if b > 0]
+    # FinishModelAllocation: scratch buffer handles, then variable tensors, then the plan
+    if scratch:
+        tail.alloc("scratch handles", a.size("ScratchBufferHandle") * len(scratch), a.align("ScratchBufferHandle"))
+    for t in tensors:
+        if t.variable:
+            tail.alloc("variable tensors", t.nbytes, ALIGN)
+    bufs = _tflm_buffers(tensors, ops, g_in, g_out, scratch)
+    p = plan(bufs)
+    # AllocateTensors: input and output TfLiteTensors with their quantization (micro_interpreter.cc:234-275)
+    for group in (g_in, g_out):
+        tail.alloc("input/output tensors", a.ptr * len(group), ALIGN)
+        for i in group:
+            tail.alloc("input/output tensors", a.size("TfLiteTensor"), a.align("TfLiteTensor"))
+            if tensors[i].quantized:
+                tail.alloc("input/output tensors", a.size("TfLiteAffineQuantization"),
+                           a.align("TfLiteAffineQuantization"))
+                tail.alloc("input/output tensors", 4 + 4 * tensors[i].channels, a.align("TfLiteIntArray"))
+    if recording:
+        tail.alloc("unattributed (Python interpreter)", PYTHON_UNATTRIBUTED, 1)
+    # Planning needs room between head and tail for AllocationInfo and the planner's arrays (temp section),
+    # above the head of scratch-buffer requests (micro_allocator.cc:1117-1190)
+    n_info = len(tensors) + len(scratch)
+    req_head = align_up(a.size("ScratchBufferRequest") * (len(scratch) + MAX_SCRATCH_PER_OP))
+    temp = align_up(8 * n_sub) + align_up(a.size("AllocationInfo") * n_info) + 40 * len(bufs)
+    required = align_up(max(p.arena, req_head + temp) + tail.used)
+    return TflmArena(label, abi, kernels, p.arena, tail.used, required, sum(b for _, b in scratch),
+                     tuple(tail.items.items()), p)
+
+
+def _tflm_buffers(tensors: list[_T], ops: list[tuple[str, list[int], list[int], dict[str, int]]],
+                  g_in: list[int], g_out: list[int], scratch: list[tuple[int, int]]) -> list[Buffer]:
+    n = len(ops)
+    first = [-1] * len(tensors)
+    last = [-1] * len(tensors)
+    for i in g_in:
+        first[i] = 0 if first[i] == -1 else first[i]
+        last[i] = 0
+    for k, (_, ins, outs, _) in enumerate(ops, start=1):
+        for o in outs:
+            if first[o] == -1:
+                first[o] = k
+        for i in ins:
+            if i >= 0:
+                last[i] = k
+        for o in outs:
+            last[o] = k
+    for o in g_out:
+        if first[o] == -1:
+            first[o] = n
+        last[o] = n
+    bufs = [Buffer(f"t{i}", align_up(t.nbytes), first[i], last[i]) for i, t in enumerate(tensors)
+            if not t.const and not t.variable and t.nbytes]
+    bufs += [Buffer(f"scratch{j}", align_up(b), k, k) for j, (k, b) in enumerate(scratch)]
+    return bufs
