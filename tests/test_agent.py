@@ -1,4 +1,6 @@
-"""The device agent on loopback: a real uvicorn server in a background thread, the real client, the CLI.
+"""The device agent on loopback: a real uvicorn server in a background thread (configured as ``chipfit agent``
+configures it), the real client, the CLI. The defences of issue 12 (memory, deadlines, fairness, external data,
+token hints) are in test_agent_limits.py, which shares the helpers here.
 
 Measurements here use small settings (one round, a few runs) so that each request costs about one child-process
 start. The two tests marked slow calibrate a board and run a small search through the agent (~10 s each).
@@ -26,7 +28,7 @@ import uvicorn
 from typer.testing import CliRunner
 
 from chipfit.agent.client import AgentRuntime, read_token
-from chipfit.agent.server import create_app
+from chipfit.agent.server import create_app, uvicorn_config
 from chipfit.cli import app as cli
 from chipfit.errors import MeasurementError, UsageError
 from chipfit.measure.base import host_device
@@ -52,10 +54,11 @@ def conv_model(c: int = 32, k: int = 64, hw: int = 56, name: str = "conv.onnx") 
 
 
 def serve_in_thread(app) -> tuple[str, uvicorn.Server, threading.Thread]:
+    """Serve ``app`` on a free loopback port (all of 127.0.0.0/8 reaches it, so clients can differ by address)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    server = uvicorn.Server(uvicorn_config(app))
     th = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     th.start()
     deadline = time.monotonic() + 15
@@ -105,10 +108,13 @@ def auth(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def post_models(url: str, models: list[tuple[str, bytes]], spec: str | None = QUICK_SPEC, **kw) -> httpx.Response:
+def post_models(url: str, models: list[tuple[str, bytes]], spec: str | None = QUICK_SPEC, *,
+                source: str | None = None, **kw) -> httpx.Response:
+    """POST models to the agent; ``source`` is the loopback address to send from (a distinct client)."""
     files = [("models", (name, data, "application/octet-stream")) for name, data in models]
     data = {"spec": spec} if spec is not None else None
-    return httpx.post(f"{url}/measure", files=files, data=data, headers=kw.pop("headers", auth()),
+    with httpx.Client(transport=httpx.HTTPTransport(local_address=source) if source else None) as c:
+        return c.post(f"{url}/measure", files=files, data=data, headers=kw.pop("headers", auth()),
                       timeout=kw.pop("timeout", 60), **kw)
 
 
@@ -251,8 +257,8 @@ def test_50_concurrent_clients_are_measured_or_refused_cleanly(agent):
     data = fake_model(200).data
 
     def client(i: int) -> tuple[int, str | None, dict]:
-        barrier.wait()
-        r = post_models(agent.url, [(f"m{i}.onnx", data)], timeout=120)
+        barrier.wait()  # 50 distinct clients (addresses), so each is within its own quota
+        r = post_models(agent.url, [(f"m{i}.onnx", data)], timeout=120, source=f"127.0.0.{10 + i}")
         return r.status_code, r.headers.get("Retry-After"), r.json()
 
     t0 = time.perf_counter()
@@ -261,7 +267,7 @@ def test_50_concurrent_clients_are_measured_or_refused_cleanly(agent):
     seconds = time.perf_counter() - t0
     codes = [c for c, _, _ in results]
     assert set(codes) <= {200, 503}, codes
-    # max_concurrent 1 + max_queue 8: 9 are admitted at a time, so most of the 50 are refused at once.
+    # max_uploads 8, then max_concurrent 1 + max_queue 8: most of the 50 are refused at once.
     assert codes.count(200) >= 1 and codes.count(503) >= 1, codes
     for code, retry, body in results:
         if code == 503:
@@ -424,11 +430,8 @@ def test_energy_is_metered_on_the_device_or_says_why_not(agent):
     assert m.energy_mj is not None or m.energy_method.startswith("not measured: RAPL")
 
 
-def test_an_upload_that_trickles_is_cut_off_with_408(start_agent, monkeypatch):
-    from chipfit.agent import server as agent_server
-
-    monkeypatch.setattr(agent_server, "UPLOAD_TIMEOUT_S", 0.5)
-    a = start_agent()
+def test_an_upload_that_trickles_is_cut_off_with_408(start_agent):
+    a = start_agent(upload_timeout_s=0.5)
     host = a.url.removeprefix("http://")
     head = (f"POST /measure HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
             "Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 1000\r\n\r\n--xyz\r\n")
@@ -442,6 +445,7 @@ def test_an_upload_that_trickles_is_cut_off_with_408(start_agent, monkeypatch):
                 break
             answer += chunk
     assert b" 408 " in answer.split(b"\r\n")[0] and b"upload too slow" in answer
+    assert b"connection: close" in answer.lower()
     assert httpx.get(f"{a.url}/health", timeout=5).status_code == 200
     assert_clean(a)
 

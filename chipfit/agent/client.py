@@ -42,7 +42,8 @@ TOKEN_HINT = ("check --token-file: it must hold the same token as the file the a
 
 def read_token(path: str | Path) -> str:
     """Read a token file: one line, surrounding whitespace stripped. Raises UsageError when the file is missing,
-    empty or holds more than one word; logs a warning when other users may read it.
+    is not a regular file (a device such as ``/dev/null``, a directory, a pipe), is empty or holds more than one
+    word; logs a warning when other users may read it.
 
     >>> import os, tempfile
     >>> with tempfile.TemporaryDirectory() as d:
@@ -56,6 +57,11 @@ def read_token(path: str | Path) -> str:
     make = ("create one with: python -c 'import secrets; print(secrets.token_urlsafe(32))' > "
             f"{p} && chmod 600 {p}")
     if not p.is_file():
+        if p.exists():  # a device, a directory, a pipe: no hint may write to it or chmod it
+            raise UsageError(f"the token file '{p}' is not a regular file (it is {_file_kind(p)}); expected a "
+                             "regular file holding the agent's token. Write the token into a file of its own, "
+                             "e.g.: python -c 'import secrets; print(secrets.token_urlsafe(32))' > agent.token "
+                             "&& chmod 600 agent.token, and pass --token-file agent.token.")
         raise UsageError(f"no token file at '{p}': expected a file holding the agent's token; {make}.")
     try:
         text = p.read_text(encoding="utf-8")
@@ -76,6 +82,20 @@ def read_token(path: str | Path) -> str:
         log.warning("the token in '%s' is %d characters long; use at least 16 random characters "
                     "(python -c 'import secrets; print(secrets.token_urlsafe(32))')", p, len(token))
     return token
+
+
+def _file_kind(p: Path) -> str:
+    """What kind of file system object ``p`` is, in words (for a token path that is not a regular file)."""
+    try:
+        mode = p.stat().st_mode
+    except OSError:
+        return "unreadable"
+    for test, words in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                        (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
+                        (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return words
+    return "not a regular file"
 
 
 def check_spec(*, rounds: int, runs: int, warmup: int, estimator: str, seed: int) -> None:
@@ -155,9 +175,13 @@ class AgentRuntime(Runtime):
             400: ("the agent rejected a file; send ONNX or TFLite files (e.g. best/model.int8.onnx)"
                   if "not a model" in str(detail) or "external data" in str(detail) else
                   "the agent rejected the request"),
-            408: "the upload took longer than the agent allows; send fewer or smaller models per call",
+            408: "the upload stalled or took longer than the agent allows; send fewer or smaller models per call",
             415: "the agent expects a multipart/form-data upload",
             422: "the measurement failed on the device",
+            429: f"this client already has as many requests at the agent as it may hold at once; wait for their "
+                 f"answers (retry after {retry_after or 'a few'} s)",
+            507: "the model needs more memory than the agent allows one measurement; send a model that needs less, "
+                 "or start the agent with a larger --max-memory-mb",
             503: f"the agent is busy (its queue is full); retry after {retry_after or 'a few'} s, or measure "
                  "fewer models at once",
             504: "the measurement ran past the agent's time limit and was stopped; use fewer rounds or runs, "

@@ -8,14 +8,26 @@ Endpoints (every error is JSON ``{"error": ..., "detail": ...}``):
 - ``POST /measure``: multipart form with one or more files ``models`` (ONNX or TFLite) and an optional JSON field
   ``spec`` (:class:`MeasureSpec`). All models of one request are timed interleaved, in one child process.
 
-Defences, in the order a request meets them: the token (``Authorization: Bearer``, compared in constant time)
-is checked before any of the body is read (401); a declared ``Content-Length`` above the upload limit is refused
-before reading (413), and streamed bytes are counted against the same limit (413); at most ``max_concurrent``
-measurements run and ``max_queue`` wait, others get 503 with ``Retry-After`` at once; uploads are written only
-into a fresh subdirectory of the agent's own working directory, under names the agent chooses, and removed
-afterwards; every file must pass :func:`~chipfit.measure.modelfile.inspect_model_bytes` (400) before a runtime
-sees it; the measurement runs in a child process that is killed at the time limit (504); a failure inside it is
-reported (422, 500), never fatal to the agent.
+Defences, in the order a request meets them:
+
+- the request head must arrive within ``header_timeout_s`` (408, connection closed), and a body the agent did
+  not read must arrive within ``body_timeout_s`` of the answer (connection closed): :mod:`chipfit.agent.protocol`;
+- the token (``Authorization: Bearer``, compared in constant time) is checked before any of the body is read
+  (401); a declared ``Content-Length`` above the upload limit is refused before reading (413), and streamed
+  bytes are counted against the same limit (413);
+- uploads: each client (by address) may send ``per_client`` at once (429 beyond), all clients together
+  ``max_uploads`` (503); an upload that stalls for ``body_timeout_s`` or lasts past ``upload_timeout_s`` is cut
+  off (408, connection closed). An upload holds no place in the measuring queue;
+- the measuring queue, entered only once the whole body is in: ``max_concurrent`` measurements run and
+  ``max_queue`` wait, at most ``per_client`` of them from one client (429), others get 503 with ``Retry-After``
+  at once; a freed slot goes to the waiting client served longest ago (:mod:`chipfit.agent.queue`);
+- uploads are written only into a fresh subdirectory of the agent's own working directory, under names the
+  agent chooses, and removed afterwards; every file must pass :func:`~chipfit.agent.validate.validate_model_bytes`
+  (400: no external data anywhere in the graph, judged without touching the filesystem; then
+  :func:`~chipfit.measure.modelfile.inspect_model_bytes`) before a runtime sees it;
+- the measurement runs in a child process (:mod:`chipfit.agent.worker`) whose address space is capped at
+  ``max_memory_mb`` (507 past it) and which is killed at the time limit (504); a failure inside it is reported
+  (422, 500, 507), never fatal to the agent.
 
 >>> from fastapi.testclient import TestClient
 >>> app = create_app("s3cret-token-for-the-doctest")
@@ -43,7 +55,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,7 +69,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from chipfit.agent.client import SPEC_BOUNDS
-from chipfit.agent.worker import RESULT_FILE, SPEC_FILE, write_json
+from chipfit.agent.queue import FairQueue, Quota
+from chipfit.agent.worker import RESULT_FILE, SPEC_FILE, memory_limit_method, out_of_memory, write_json
 from chipfit.errors import MeasurementError, UsageError
 from chipfit.logging import get_logger
 from chipfit.measure.base import ESTIMATORS, host_device
@@ -94,10 +107,22 @@ class MeasureSpec(BaseModel):
     seed: int = Field(0, ge=SPEC_BOUNDS["seed"][0], le=SPEC_BOUNDS["seed"][1])
 
 
+def default_max_memory_mb() -> int:
+    """The default cap on one measuring process: 1 GiB of address space, or half the device's RAM if that is
+    less (at least 256 MiB). Python and ONNX Runtime take about 0.3 GB of it themselves."""
+    try:
+        ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // MiB
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return 1024
+    return int(max(256, min(1024, ram_mb // 2)))
+
+
 @dataclass(frozen=True)
 class AgentLimits:
     """What one agent accepts: total upload bytes per request, models per request, measurements running at
-    once and waiting, seconds per measurement, runtime threads.
+    once and waiting, places one client may hold (uploading, and queued or measuring), uploads at once, seconds
+    per measurement, runtime threads, memory per measuring process (MiB of address space), and the connection
+    deadlines: request head, body stall, whole upload.
 
     >>> AgentLimits(max_upload_bytes=MiB).to_dict()["max_upload_bytes"]
     1048576
@@ -110,19 +135,37 @@ class AgentLimits:
     max_models: int = 64
     max_concurrent: int = 1
     max_queue: int = 8
+    per_client: int = 2
+    max_uploads: int = 8
     timeout_s: float = 120.0
     threads: int = 1
+    max_memory_mb: int = field(default_factory=default_max_memory_mb)
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
+    upload_timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
-        for k in ("max_upload_bytes", "max_models", "max_concurrent", "threads"):
+        for k in ("max_upload_bytes", "max_models", "max_concurrent", "threads", "per_client", "max_uploads"):
             if getattr(self, k) < 1:
                 raise UsageError(f"agent limit {k} must be >= 1; given {getattr(self, k)}.")
-        if self.max_queue < 0 or not self.timeout_s > 0:
-            raise UsageError(f"agent limits need max_queue >= 0 and timeout_s > 0; given max_queue="
-                             f"{self.max_queue}, timeout_s={self.timeout_s}.")
+        if self.max_memory_mb < 64:
+            raise UsageError(f"agent limit max_memory_mb must be >= 64 (Python and the runtime alone take about "
+                             f"300 MiB of address space); given {self.max_memory_mb}.")
+        for k in ("timeout_s", "header_timeout_s", "body_timeout_s", "upload_timeout_s"):
+            if not getattr(self, k) > 0:
+                raise UsageError(f"agent limit {k} must be > 0 seconds; given {getattr(self, k)}.")
+        if self.max_queue < 0:
+            raise UsageError(f"agent limit max_queue must be >= 0; given {self.max_queue}.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def memory_limit_bytes(self) -> int:
+        return int(self.max_memory_mb) * MiB
+
+
+CLOSE = {"Connection": "close"}  # on answers sent before the body was read to its end
 
 
 class _Reject(Exception):
@@ -155,8 +198,8 @@ class _Guard:
     streamed-byte counting while it is read, and one log line per request."""
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], *, token: str,
-                 max_body: int) -> None:
-        self.app, self._token, self.max_body = app, token.encode(), max_body
+                 max_body: int, body_timeout_s: float) -> None:
+        self.app, self._token, self.max_body, self.body_timeout_s = app, token.encode(), max_body, body_timeout_s
 
     def _authorised(self, header: bytes | None) -> bool:
         scheme, _, given = (header or b"").partition(b" ")
@@ -202,15 +245,25 @@ class _Guard:
                 # reset, and the client would see that instead of this 413; uvicorn discards the rest of the body.
                 await _send_error(send, 413, "upload too large", self._too_large(f"{n:,} bytes declared"))
                 return
-        seen = 0
+        seen, more = 0, True
 
         async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, more
+            if not more:  # the body is in; what comes now is a disconnect, whenever it comes
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout_s)
+            except TimeoutError:
+                raise _Reject(408, "upload stalled", f"no bytes of the request body arrived for "
+                                                     f"{self.body_timeout_s:g} s; the agent closed the connection. "
+                                                     "Send the whole body without pauses.", CLOSE) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                more = bool(message.get("more_body", False))
                 if seen > self.max_body:
                     raise _TooLarge
+            else:
+                more = False
             return message
 
         try:
@@ -363,11 +416,11 @@ def _parse_spec(raw: bytes | None) -> MeasureSpec:
 
 
 def _validate_models(req_dir: Path, upload: _Upload) -> None:
-    from chipfit.measure.modelfile import inspect_model_bytes
+    from chipfit.agent.validate import validate_model_bytes
 
     for local, shown in upload.models:
         try:
-            inspect_model_bytes((req_dir / local).read_bytes(), name=shown)
+            validate_model_bytes((req_dir / local).read_bytes(), name=shown)
         except MeasurementError as e:
             raise _Reject(400, "not a model", str(e)) from None
 
@@ -403,25 +456,34 @@ def device_facts(limits: AgentLimits) -> dict[str, Any]:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
         ram = None
+    method = memory_limit_method()
     return {"device": host_device(), "hostname": platform.node(), "os": platform.platform(),
             "machine": platform.machine(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
-            "ram_bytes": ram, "runtimes": runtimes, "limits": limits.to_dict(), "chipfit": __version__}
+            "ram_bytes": ram, "runtimes": runtimes, "limits": limits.to_dict(), "chipfit": __version__,
+            "memory_limit": method or "not enforced: this system has no setrlimit(RLIMIT_AS)"}
 
 
 class _Agent:
-    """The agent's mutable state: admission count, measurement slots, running child processes."""
+    """The agent's mutable state: uploads and queue places per client, fair measuring slots, running child
+    processes (the counters are touched only on the event loop)."""
 
     def __init__(self, limits: AgentLimits, workdir: Path, own_workdir: bool) -> None:
         self.limits, self.workdir, self.own_workdir = limits, workdir, own_workdir
         self.facts = device_facts(limits)
         self.lite = {k: self.facts[k] for k in ("device", "os", "chipfit")}
-        self.pending = 0  # admitted requests: uploading, waiting or measuring (touched only on the event loop)
-        self.slots = asyncio.Semaphore(limits.max_concurrent)
+        self.uploads = Quota(limits.max_uploads, limits.per_client)  # bodies still arriving
+        self.queued = Quota(limits.max_concurrent + limits.max_queue, limits.per_client)  # waiting or measuring
+        self.slots = FairQueue(limits.max_concurrent)
         self.procs: set[subprocess.Popen[bytes]] = set()
         self.mean_s = 2.0  # running mean of measurement seconds, for Retry-After
 
-    def retry_after(self) -> str:
-        return str(max(1, math.ceil(self.mean_s * self.pending / self.limits.max_concurrent)))
+    def retry_after(self, ahead: int | None = None) -> str:
+        n = self.queued.count() if ahead is None else ahead
+        return str(max(1, math.ceil(self.mean_s * max(1, n) / self.limits.max_concurrent)))
+
+    def state(self) -> dict[str, int]:
+        """Live counts, for ``/facts``: uploading, queued (waiting or measuring), waiting for a slot."""
+        return {"uploading": self.uploads.count(), "queued": self.queued.count(), "waiting": self.slots.waiting()}
 
     def run_child(self, req_dir: Path) -> tuple[int | None, str]:
         """Run the worker on ``req_dir`` (blocking; called in a thread); ``(None, "")`` when it timed out."""
@@ -461,29 +523,51 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
             proc.kill()
 
 
-UPLOAD_TIMEOUT_S = 120.0
+def _refuse(agent: _Agent, why: str, quota: Quota, stage: str, client: str) -> _Reject:
+    """The 429 (this client's quota) or 503 (everyone's) answer for a request that cannot be taken now."""
+    lim = agent.limits
+    if why == "client":
+        return _Reject(429, "too many requests from this client",
+                       f"this client ({client}) already has {quota.held[client]} requests {stage}; the agent lets "
+                       f"each client hold at most {lim.per_client} at once, so that one client cannot keep the "
+                       "others waiting. Wait for an answer before sending more.",
+                       {"Retry-After": agent.retry_after(quota.held[client]), **CLOSE})
+    return _Reject(503, "busy", f"{quota.count()} requests are {stage} (the agent runs {lim.max_concurrent} "
+                                f"measurements at once, queues {lim.max_queue} and receives {lim.max_uploads} "
+                                "uploads at once); retry later.", {"Retry-After": agent.retry_after(), **CLOSE})
 
 
 async def _measure(agent: _Agent, request: Request) -> JSONResponse:
     lim = agent.limits
-    if agent.pending >= lim.max_concurrent + lim.max_queue:
-        raise _Reject(503, "busy", f"{agent.pending} requests are being measured or waiting (the agent runs "
-                                   f"{lim.max_concurrent} at once and queues {lim.max_queue}); retry later.",
-                      {"Retry-After": agent.retry_after()})
-    agent.pending += 1
+    client = request.client.host if request.client else "?"
+    why = agent.uploads.refusal(client)
+    if why:
+        raise _refuse(agent, why, agent.uploads, "uploading", client)
     req_dir: Path | None = None
+    queued = False
+    agent.uploads.take(client)
+    uploading = True
     try:
         req_dir = Path(tempfile.mkdtemp(prefix="req-", dir=agent.workdir))
-        try:  # a client that trickles its upload must not hold a place in the queue for ever
-            upload = await asyncio.wait_for(_read_upload(request, req_dir, lim.max_models), UPLOAD_TIMEOUT_S)
+        try:  # a client that trickles its upload must not hold an upload place for ever
+            upload = await asyncio.wait_for(_read_upload(request, req_dir, lim.max_models), lim.upload_timeout_s)
         except TimeoutError:
-            raise _Reject(408, "upload too slow", f"the upload did not finish within {UPLOAD_TIMEOUT_S:g} s; "
-                                                  "send smaller or fewer models per request.") from None
+            raise _Reject(408, "upload too slow", f"the upload did not finish within {lim.upload_timeout_s:g} s; "
+                                                  "send smaller or fewer models per request.", CLOSE) from None
+        agent.uploads.give(client)
+        uploading = False
         spec = _parse_spec(upload.spec)
+        # Only now, with the whole body in, does the request take a place in the measuring queue.
+        why = agent.queued.refusal(client)
+        if why:
+            raise _refuse(agent, why, agent.queued, "waiting or being measured", client)
+        agent.queued.take(client)
+        queued = True
         write_json(req_dir / SPEC_FILE, {"spec": spec.model_dump(), "threads": lim.threads,
+                                         "memory_limit_bytes": lim.memory_limit_bytes,
                                          "models": [{"file": f, "name": n} for f, n in upload.models]})
         names = ", ".join(n for _, n in upload.models)
-        async with agent.slots:
+        async with agent.slots.slot(client):
             # Validation (onnx.checker on a large model takes CPU) waits for the slot too, so that it never runs
             # beside a measurement and skews it.
             await asyncio.to_thread(_validate_models, req_dir, upload)
@@ -497,32 +581,52 @@ async def _measure(agent: _Agent, request: Request) -> JSONResponse:
                                           "or start the agent with a larger --timeout-s.")
         result_path = req_dir / RESULT_FILE
         if rc != 0 or not result_path.is_file():
+            if out_of_memory(stderr):
+                raise _Reject(507, "memory limit", f"measuring {names} needed more memory than the agent allows "
+                                                   f"one measurement ({lim.max_memory_mb:,} MiB of address space, "
+                                                   f"including the runtime itself); the measuring process exited "
+                                                   f"with code {rc}: {stderr.strip()[-300:]}. Send a model that "
+                                                   "needs less memory, or start the agent with a larger "
+                                                   "--max-memory-mb.")
             raise _Reject(500, "measurement process failed", f"the measuring process exited with code {rc} "
                                                              f"without a result: {stderr.strip() or '(no output)'}")
         result = json.loads(result_path.read_text())
+        peak = result.get("peak_rss_bytes")
         if "status" in result:
-            raise _Reject(int(result["status"]), result["error"], result["detail"])
-        log.info("measured %s in %.2f s (%s)", names, seconds, spec.model_dump())
+            detail = result["detail"]
+            if result["status"] == 507 and peak:
+                detail += f" (the measuring process peaked at {peak / MiB:,.0f} MiB resident)"
+            log.info("measuring %s: %s (peak %s bytes resident)", names, result["error"], peak)
+            raise _Reject(int(result["status"]), result["error"], detail)
+        log.info("measured %s in %.2f s, peak %s bytes resident (%s)", names, seconds, peak, spec.model_dump())
         body = {"measurements": result["measurements"], "device": agent.lite}
         if "profiles" in result:
             body["profiles"] = result["profiles"]
         return JSONResponse(body)
     finally:
-        agent.pending -= 1
+        if uploading:
+            agent.uploads.give(client)
+        if queued:
+            agent.queued.give(client)
         if req_dir is not None:
             shutil.rmtree(req_dir, ignore_errors=True)
 
 
-def create_app(token: str, *, max_upload_bytes: int = 64 * MiB, max_models: int = 64, max_concurrent: int = 1,
-               max_queue: int = 8, timeout_s: float = 120.0, threads: int = 1,
-               workdir: Path | None = None) -> FastAPI:
+def create_app(token: str, *, workdir: Path | None = None, **limits_kw: Any) -> FastAPI:
     """The agent's ASGI app. ``token`` is the shared secret clients send as ``Authorization: Bearer``; uploads
-    go into ``workdir`` (default: a fresh temporary directory, removed at shutdown). See the module docstring."""
+    go into ``workdir`` (default: a fresh temporary directory, removed at shutdown); ``limits_kw`` are
+    :class:`AgentLimits` fields (``max_upload_bytes``, ``max_models``, ``max_concurrent``, ``max_queue``,
+    ``per_client``, ``max_uploads``, ``timeout_s``, ``threads``, ``max_memory_mb``, ``header_timeout_s``,
+    ``body_timeout_s``, ``upload_timeout_s``). Serve it with :func:`uvicorn_config` (the connection deadlines
+    live there). See the module docstring."""
     if not token or any(c.isspace() for c in token):
         raise UsageError("the agent needs a non-empty token without whitespace; read it with read_token(path).")
-    limits = AgentLimits(max_upload_bytes=int(max_upload_bytes), max_models=int(max_models),
-                         max_concurrent=int(max_concurrent), max_queue=int(max_queue), timeout_s=float(timeout_s),
-                         threads=int(threads))
+    known = {f.name: f.type for f in fields(AgentLimits)}
+    unknown = [k for k in limits_kw if k not in known]
+    if unknown:
+        raise UsageError(f"unknown agent limit '{unknown[0]}'; expected one of {', '.join(known)}."
+                         + did_you_mean(unknown[0], list(known)))
+    limits = AgentLimits(**{k: float(v) if "float" in str(known[k]) else int(v) for k, v in limits_kw.items()})
     if workdir is None:
         wd, own = Path(tempfile.mkdtemp(prefix="chipfit-agent-")), True
     else:
@@ -561,14 +665,27 @@ def create_app(token: str, *, max_upload_bytes: int = 64 * MiB, max_models: int 
 
     @app.get("/facts")
     async def facts() -> dict[str, Any]:
-        return agent.facts
+        return {**agent.facts, "state": agent.state()}
 
     @app.post("/measure")
     async def measure(request: Request) -> JSONResponse:
         return await _measure(agent, request)
 
-    app.add_middleware(_Guard, token=token, max_body=limits.max_upload_bytes)
+    app.add_middleware(_Guard, token=token, max_body=limits.max_upload_bytes, body_timeout_s=limits.body_timeout_s)
     return app
+
+
+def uvicorn_config(app: FastAPI, **kw: Any) -> Any:
+    """A ``uvicorn.Config`` for the agent's ``app`` with its connection deadlines (the h11 protocol of
+    :mod:`chipfit.agent.protocol`); ``kw`` go to ``uvicorn.Config`` (host, port, ...)."""
+    import uvicorn
+
+    from chipfit.agent.protocol import protocol_class
+
+    lim: AgentLimits = app.state.agent.limits
+    opts: dict[str, Any] = {"log_level": "warning", "access_log": False, "server_header": False,
+                            "timeout_graceful_shutdown": 5, "lifespan": "on", **kw}
+    return uvicorn.Config(app, http=protocol_class(lim.header_timeout_s, lim.body_timeout_s), **opts)
 
 
 def serve(host: str, port: int, token_file: str | Path, **kw: Any) -> None:
@@ -579,5 +696,4 @@ def serve(host: str, port: int, token_file: str | Path, **kw: Any) -> None:
 
     app = create_app(read_token(token_file), **kw)
     # On Ctrl-C, wait at most 5 s for requests in flight; the lifespan's shutdown then kills running workers.
-    uvicorn.run(app, host=host, port=int(port), log_level="warning", access_log=False, server_header=False,
-                timeout_graceful_shutdown=5)
+    uvicorn.Server(uvicorn_config(app, host=host, port=int(port))).run()
