@@ -18,7 +18,7 @@ from typing import Any
 from chipfit.contract import Contract, load_contract
 from chipfit.data.dataset import Dataset
 from chipfit.errors import ChipfitError, UsageError
-from chipfit.report.schema import RunReport, load_report
+from chipfit.runreport import RunReport, load_report
 from chipfit.runtime.preprocess import Preprocessor
 from chipfit.space import ArchConfig, SearchSpace, create_space
 from chipfit.store import CandidateRecord, CandidateStore

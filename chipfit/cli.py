@@ -384,7 +384,7 @@ def run_cmd(
 def _print_run(report: Any, run: Any) -> None:
     from rich.markup import escape
 
-    from chipfit.report.schema import MeasuredRow
+    from chipfit.runreport import MeasuredRow
 
     counts = report.counts
     out.print(f"{run.contract.name} on {report.target} ({report.runtime}): "
@@ -485,7 +485,7 @@ def schema_cmd(
     """Print the published JSON Schema of a chipfit record."""
     with _errors():
         if what == "report":
-            from chipfit.report.schema import report_schema
+            from chipfit.runreport import report_schema
 
             _json(report_schema())
         elif what == "manifest":
@@ -578,7 +578,7 @@ def measure_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the Measurement as JSON.")] = False,
 ) -> None:
     """Time a model file with a real runtime, here or on a device agent; every figure is measured."""
-    from chipfit.measure.base import runtime_for
+    from chipfit.measure.registry import runtime_for
     from chipfit.measure.modelfile import inspect_model
 
     with _errors():

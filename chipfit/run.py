@@ -1,7 +1,7 @@
 """``Run``: the one object a user holds for a job — created from a contract, or loaded from its directory.
 
 A thin composition: the search loop and its backend (:mod:`chipfit.search`), the run's calibration and
-finalist measurement (:mod:`chipfit.measure.finalists`), the typed report (:mod:`chipfit.report.build`),
+finalist measurement (:mod:`chipfit.report.finalists`), the typed report (:mod:`chipfit.report.build`),
 the shipped bundle (:class:`~chipfit.bestmodel.BestModel`) and its exporters.
 
 >>> import chipfit, tempfile
@@ -24,13 +24,14 @@ import yaml
 
 from chipfit.bestmodel import BestModel
 from chipfit.contract import Contract, load_contract
+from chipfit.cost.calibration import Calibration
 from chipfit.cost.model import Cost, CostModel
 from chipfit.data.dataset import Dataset
 from chipfit.errors import ChipfitError, UsageError
 from chipfit.logging import LOG_FILE, get_logger, log_to_file
 from chipfit.pricing import Pricer
-from chipfit.report.schema import RunReport, load_report
 from chipfit.runlock import owns_run
+from chipfit.runreport import RunReport, load_report
 from chipfit.search.callbacks import SearchCallbacks
 from chipfit.search.selection import Selection, pareto, select
 from chipfit.space import SearchSpace, create_space
@@ -129,11 +130,39 @@ class Run:
             yield
 
     # -- the job ------------------------------------------------------------------------------------------
-    def calibrate(self) -> Any:
-        """The run's cost-model calibration (see :func:`chipfit.measure.finalists.calibrate_run`)."""
-        from chipfit.measure.finalists import calibrate_run
+    def calibrate(self) -> Calibration | None:
+        """The run's calibration (``calibration.json``), fixed before the search so a resumed run prices
+        candidates as before: a calibration cached by ``chipfit calibrate`` for this target is copied in;
+        otherwise one is made on the first measuring runtime (``measure.calibrate``). None when the target
+        cannot be measured, or its runtime is not ONNX Runtime (what the probes run on)."""
+        from chipfit.measure.calibrate import calibrate
+        from chipfit.report.finalists import measuring_runtimes
 
-        return calibrate_run(self.dir, self.contract, self.target)
+        path = self.dir / "calibration.json"
+        if path.is_file():
+            return Calibration.load(path)
+        m, target = self.contract.measure, self.target
+        runtimes = [r.build() for r in measuring_runtimes(self.contract, target)]  # read the token files now
+        if not m.calibrate:
+            return None
+        cached = CostModel().calibration_for(target, target.runtime, self.contract.dtype)
+        if cached is not None:
+            log.info("using the cached calibration: %s", cached.describe())
+            cached.save(path)
+            return cached
+        if not runtimes:
+            return None
+        if target.runtime != "onnxruntime":
+            log.warning("not calibrating: the target's runtime is %s, but probes run on ONNX Runtime; pin "
+                        "`runtime: onnxruntime` in the contract to calibrate and judge on measurements",
+                        target.runtime)
+            return None
+        log.info("calibrating the cost model: %d probe networks on %s", m.calibration_probes,
+                 runtimes[0].describe())
+        cal = calibrate(target.name, runtime=runtimes[0], probes=m.calibration_probes, dtype=self.contract.dtype,
+                        save=False)
+        cal.save(path)
+        return cal
 
     @owns_run
     def search(self, *, callbacks: SearchCallbacks | None = None, backend: str | None = None,

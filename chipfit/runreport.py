@@ -240,7 +240,7 @@ def load_report(path: str | Path) -> RunReport:
 
     >>> load_report("/nonexistent")  # doctest: +IGNORE_EXCEPTION_DETAIL
     Traceback (most recent call last):
-    chipfit.report.schema.ReportError: no report.json at /nonexistent ...
+    chipfit.runreport.ReportError: no report.json at /nonexistent ...
     """
     p = Path(path)
     if p.is_dir():

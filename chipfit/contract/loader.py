@@ -190,13 +190,3 @@ def _check_field(doc: YamlDoc, field: Any, task: Any) -> list[Problem]:
             out.append(doc.problem(("field", i, "name"), f"a condition for {modality} input: {', '.join(names)}",
                                    f"'{name}' (a {CONDITIONS[name].modality} condition)"))
     return out
-
-
-def resolve_target(contract: Contract) -> Target:
-    """The contract's Target, with its runtime pinned when the contract names one."""
-    spec = contract.target
-    if isinstance(spec, dict):
-        target = create_target(spec)
-    else:
-        target = create_target(target_path(spec, Path(contract.base_dir)))
-    return target.with_runtime(contract.runtime) if contract.runtime else target

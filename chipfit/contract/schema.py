@@ -227,7 +227,7 @@ class Contract(_Model):
         """The resolved Target (with the contract's runtime pinned, if it names one). Resolved once: by the
         loader, or on first use for a contract changed with ``model_copy(update=...)``."""
         if self._target is None or self._target_key != self._key():
-            from chipfit.contract.loader import resolve_target
+            from chipfit.contract.target import resolve_target
 
             self.keep_target(resolve_target(self))
         return self._target

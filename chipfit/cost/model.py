@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chipfit.cost.arena import ArenaPlan, buffers, plan
+from chipfit.cost.arena import ArenaPlan, buffers, plan, tflm_ram
 from chipfit.cost.calibration import SCHEME, Calibration
 from chipfit.graph.opgraph import DTYPE_BYTES, OpClass, OpGraph
 from chipfit.logging import get_logger
@@ -131,16 +131,17 @@ class CostModel:
         from chipfit.cost.calibration import find_calibration
 
         if target.origin == "host":
-            import onnxruntime as ort
+            from importlib.metadata import version
 
-            from chipfit.measure.base import host_device
+            from chipfit.targets.machine import host_device
 
+            ort_version = version("onnxruntime")  # the version installed, without importing the runtime
             cal = find_calibration("host", runtime, dtype, f"host: {host_device()}")
             stale = cal is not None and cal.runtime_version.startswith("onnxruntime ") and \
-                not cal.runtime_version.startswith(f"onnxruntime {ort.__version__} ")
+                not cal.runtime_version.startswith(f"onnxruntime {ort_version} ")
             if stale:
                 _log.warning("ignoring the host calibration made with %s (now onnxruntime %s): run `chipfit "
-                             "calibrate` again", cal.runtime_version, ort.__version__)
+                             "calibrate` again", cal.runtime_version, ort_version)
                 return None
             return cal
         return find_calibration(target.name, runtime, dtype)  # made through a device agent
@@ -168,7 +169,20 @@ class CostModel:
             info = graph.tensors.get(t)
             return info.numel * act_bytes if info is not None else 0
 
-        arena = plan(buffers(graph, nbytes))
+        tflm = rt_name in ("tflm", "tflm-cmsis-nn")
+        persistent = 0
+        if tflm:  # TFLM's own planner and lifetimes, plus its persistent tail (chipfit.cost.arena.tflm_ram)
+            def tensor_bytes(t: str) -> int:  # a graph read from a .tflite knows each tensor's own dtype
+                info = graph.tensors.get(t)
+                if info is None:
+                    return 0
+                return info.nbytes() if graph.source == "tflite" else info.numel * act_bytes
+
+            arena, persistent, _ = tflm_ram(graph, tensor_bytes, kernels="cmsis-nn" if rt_name == "tflm-cmsis-nn"
+                                            else "reference")
+        else:
+            arena = plan(buffers(graph, nbytes))
+        step0 = 1 if tflm else 0  # TFLM's step of node i is i + 1
         clock_hz = target.clock_mhz * 1e6
         parallel = 1.0 + _PARALLEL_EFFICIENCY * (target.cores - 1)
         if target.mem_bandwidth_gbps:
@@ -191,8 +205,8 @@ class CostModel:
             out_shape = graph.tensors[n.outputs[0]].shape if n.outputs and n.outputs[0] in graph.tensors else ()
             out_elems = graph.tensors[n.outputs[0]].numel if n.outputs and n.outputs[0] in graph.tensors else 0
             if n.op.is_alias:
-                layers.append(LayerCost(n.name, n.op.value, n.op_type, 0, 0, out_shape, arena.live_bytes[i], 0.0,
-                                        "alias", "cpu"))
+                layers.append(LayerCost(n.name, n.op.value, n.op_type, 0, 0, out_shape, arena.live_bytes[i + step0],
+                                        0.0, "alias", "cpu"))
                 continue
             on_acc = acc is not None and n.op.value in rt.accelerated_ops
             scale = self.calibration.get(n.op.value, 1.0)
@@ -229,7 +243,8 @@ class CostModel:
             if overhead_s > body:
                 bound = "overhead"
             layers.append(LayerCost(n.name, n.op.value, n.op_type, n.macs, n.params, out_shape,
-                                    arena.live_bytes[i] if i < len(arena.live_bytes) else 0, seconds * 1e3, bound,
+                                    arena.live_bytes[i + step0] if i + step0 < len(arena.live_bytes) else 0,
+                                    seconds * 1e3, bound,
                                     unit, n.activation))
         if frontend_ops:
             dsp_s = frontend_ops / (eff.macs_per_cycle["dense"] * clock_hz)
@@ -239,7 +254,9 @@ class CostModel:
         weight_bytes = graph.weights * (1 if dtype == "int8" else act_bytes) + graph.biases * 4
         per_node_meta = 64  # est.: flatbuffer op + tensor metadata per node
         flash = weight_bytes + int(rt.flash_overhead_kb * 1024) + per_node_meta * len(graph.nodes)
-        ram = arena.arena + int(rt.ram_overhead_kb * 1024) + int(frontend_ram_bytes)
+        # TFLM: the planned head + the persistent tail it allocates (no flat runtime allowance)
+        overhead = persistent if tflm else int(rt.ram_overhead_kb * 1024)
+        ram = arena.arena + overhead + int(frontend_ram_bytes)
         latency_ms = total_s * 1e3
         energy_mj = total_s * target.active_power_mw + acc_energy_mj  # s x mW = mJ
         basis = (f"{rt_name} on {target.name} ({target.core} @ {target.clock_mhz:g} MHz"

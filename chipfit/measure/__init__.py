@@ -10,7 +10,8 @@ True
 
 from __future__ import annotations
 
-from chipfit.measure.base import Runtime, create_runtime, list_runtimes, measure_interleaved
+from chipfit.measure.base import Runtime, measure_interleaved
 from chipfit.measure.record import Measurement
+from chipfit.measure.registry import create_runtime, list_runtimes
 
 __all__ = ["Measurement", "Runtime", "create_runtime", "list_runtimes", "measure_interleaved"]

@@ -17,9 +17,6 @@ chipfit.errors.UsageError: unknown runtime 'onnxrunime' ... Did you mean 'onnxru
 
 from __future__ import annotations
 
-import functools
-import os
-import platform
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -32,24 +29,10 @@ from chipfit.errors import MeasurementError, UsageError
 from chipfit.measure.modelfile import ModelFile, inspect_model
 from chipfit.measure.power import PowerMeter
 from chipfit.measure.record import Measurement
-from chipfit.naming import did_you_mean
+from chipfit.targets.machine import host_device
 
 ESTIMATORS = ("min", "p5", "p10", "p25", "median")
 Artifact = str | Path | ModelFile
-
-
-@functools.cache
-def host_device() -> str:
-    """This machine in words: CPU model and logical CPU count."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.node() or 'host'} ({model}, {os.cpu_count()} logical CPUs)"
 
 
 def _as_model(a: Artifact) -> ModelFile:
@@ -183,28 +166,3 @@ def _energy(fn: Callable[[], Any], meter: PowerMeter | None, inferences: int) ->
     return r.energy_mj_per_inference, f"{r.method} ({r.inferences} inferences, above 0.5 s of idle)"
 
 
-def _registry() -> dict[str, type[Runtime]]:
-    from chipfit.measure.fake import FakeRuntime
-    from chipfit.measure.local import LiteRtRuntime, OrtRuntime
-
-    return {"onnxruntime": OrtRuntime, "litert": LiteRtRuntime, "fake": FakeRuntime}
-
-
-def list_runtimes() -> list[str]:
-    """Names :func:`create_runtime` accepts (the device-agent client is :class:`chipfit.measure.agent_client
-    .AgentRuntime`, created from a URL)."""
-    return sorted(_registry())
-
-
-def create_runtime(name: str, **kw: Any) -> Runtime:
-    """A local runtime by name, e.g. ``create_runtime("onnxruntime", threads=1)``."""
-    reg = _registry()
-    if name not in reg:
-        raise UsageError(f"unknown runtime '{name}': expected one of {', '.join(sorted(reg))}."
-                         + did_you_mean(name, reg))
-    return reg[name](**kw)
-
-
-def runtime_for(model: ModelFile, threads: int = 1) -> Runtime:
-    """The local runtime that runs ``model``'s format."""
-    return create_runtime("onnxruntime" if model.kind == "onnx" else "litert", threads=threads)

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from chipfit.measure.base import host_device
 from chipfit.paths import cache_dir
+from chipfit.targets.machine import host_device
 
 log = logging.getLogger(__name__)
 _M, _K, _N = 256, 1024, 1024

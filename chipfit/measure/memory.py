@@ -7,7 +7,7 @@ same is done for a one-node Identity model and subtracted, removing the runtime'
 the baseline is ``data/baseline.tflite``, a 1x1 float ReLU made by chipfit with
 ``litert_torch.convert(torch.nn.ReLU(), (torch.zeros(1, 1),)).export(...)`` (732 bytes).
 
-Run as ``python -m chipfit.measure.memory KIND PATH THREADS``; prints one JSON object.
+The child is ``python -m chipfit.measure.memory_child KIND PATH THREADS``; it prints one JSON object.
 """
 
 from __future__ import annotations
@@ -22,56 +22,10 @@ from pathlib import Path
 from chipfit.errors import MeasurementError
 from chipfit.measure.modelfile import ModelFile
 
-_BASELINE_TFLITE = Path(__file__).with_name("data") / "baseline.tflite"
-
-
-def _vm_hwm() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise MeasurementError("no VmHWM in /proc/self/status: peak memory needs Linux.")
-
-
-def _identity_onnx() -> bytes:
-    from onnx import TensorProto, helper
-
-    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])])
-    return helper.make_model(g).SerializeToString()
-
-
-def _child(kind: str, path: str, threads: int) -> dict[str, int]:
-    import numpy as np
-
-    from chipfit.measure.modelfile import inspect_model_bytes
-
-    if path == "-identity":
-        data = _identity_onnx()
-    elif path == "-baseline-tflite":
-        data = _BASELINE_TFLITE.read_bytes()
-    else:
-        data = Path(path).read_bytes()
-    mf = inspect_model_bytes(data, name=Path(path).name)
-    if kind == "onnxruntime":
-        import onnxruntime  # noqa: F401  (import before the first reading: the import is not the model's)
-
-        from chipfit.measure.local import OrtRuntime as R
-    else:
-        from ai_edge_litert.interpreter import Interpreter  # noqa: F401
-
-        from chipfit.measure.local import LiteRtRuntime as R
-    before = _vm_hwm()
-    fn = R(threads=threads).open(mf, mf.random_inputs(0))
-    for _ in range(20):
-        fn()
-    np.zeros(1)
-    return {"before": before, "after": _vm_hwm()}
-
 
 def _spawn(kind: str, path: str, threads: int) -> int:
     try:
-        proc = subprocess.run([sys.executable, "-m", "chipfit.measure.memory", kind, path, str(threads)],
+        proc = subprocess.run([sys.executable, "-m", "chipfit.measure.memory_child", kind, path, str(threads)],
                               capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired:
         raise MeasurementError(f"measuring the peak memory of '{Path(path).name}' took over 300 s; measure "
@@ -106,6 +60,3 @@ def fresh_process_peak(model: ModelFile, kind: str, threads: int = 1) -> tuple[i
               "set-up)")
     return max(0, delta - base), method
 
-
-if __name__ == "__main__":
-    print(json.dumps(_child(sys.argv[1], sys.argv[2], int(sys.argv[3]))))

@@ -1,4 +1,4 @@
-"""From a run's record to its :class:`~chipfit.report.schema.RunReport`: select the best candidate, measure
+"""From a run's record to its :class:`~chipfit.runreport.RunReport`: select the best candidate, measure
 its int8 model on the test split (clean and under every field condition), measure the finalists on real
 runtimes, judge every budget, and copy what ships into ``best/``.
 
@@ -20,7 +20,7 @@ from chipfit.cost.model import Cost
 from chipfit.data.dataset import Dataset
 from chipfit.logging import get_logger
 from chipfit.pricing import Pricer
-from chipfit.report.schema import (
+from chipfit.runreport import (
     BestSummary,
     BudgetRow,
     ClosestCandidate,
@@ -92,7 +92,7 @@ def build_report(state: RunState, *, measure: bool = True) -> RunReport:
         shutil.copyfile(state.dir / best.artifacts[key], best_dir / name)
     measured: list[MeasuredRow | MeasurementFailure] = []
     if measure and c.measure.finalists:
-        from chipfit.measure.finalists import measure_finalists
+        from chipfit.report.finalists import measure_finalists
 
         finalists = [best, *[r for r in pareto(recs) if r.id != best.id][: c.measure.finalists - 1]]
         measured = measure_finalists(state.dir, c, state.target, finalists,

@@ -1,9 +1,9 @@
-"""What a run measures on real runtimes: its cost-model calibration before the search, and its finalists
-(the best model and the fastest other Pareto models) at the end, each beside its prediction.
+"""What a run measures on real runtimes at the end: its finalists (the best model and the fastest other Pareto
+models), each beside its prediction; and where it measures (also used for its calibration before the search).
 
 Where: ONNX Runtime on this machine when the target is ``host``, plus every device agent the contract lists
 (taken to be the target device when the target is not this machine). A runtime that fails — an agent down,
-a token file unreadable — is recorded as a :class:`~chipfit.report.schema.MeasurementFailure`, not fatal.
+a token file unreadable — is recorded as a :class:`~chipfit.runreport.MeasurementFailure`, not fatal.
 """
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from chipfit.contract.schema import Contract
-from chipfit.cost.calibration import Calibration
-from chipfit.cost.model import CostModel
 from chipfit.errors import ChipfitError
 from chipfit.logging import get_logger
 from chipfit.measure.base import Runtime
-from chipfit.report.schema import MeasuredRow, MeasurementFailure
+from chipfit.runreport import MeasuredRow, MeasurementFailure
 from chipfit.store import CandidateRecord
 from chipfit.targets.target import Target
 
@@ -47,37 +45,6 @@ def measuring_runtimes(contract: Contract, target: Target) -> list[MeasuringRunt
     for a in contract.measure.agents:
         out.append(MeasuringRuntime(a.url, not host, lambda a=a: AgentRuntime(a.url, read_token(a.token_file))))
     return out
-
-
-def calibrate_run(run_dir: Path, contract: Contract, target: Target) -> Calibration | None:
-    """The run's calibration (``calibration.json``), fixed before the search so a resumed run prices
-    candidates as before: a calibration cached by ``chipfit calibrate`` for this target is copied in;
-    otherwise one is made on the first measuring runtime (``measure.calibrate``). None when the target
-    cannot be measured, or its runtime is not ONNX Runtime (what the probes run on)."""
-    from chipfit.measure.calibrate import calibrate
-
-    path = run_dir / "calibration.json"
-    if path.is_file():
-        return Calibration.load(path)
-    m = contract.measure
-    runtimes = [r.build() for r in measuring_runtimes(contract, target)]  # read the token files now
-    if not m.calibrate:
-        return None
-    cached = CostModel().calibration_for(target, target.runtime, contract.dtype)
-    if cached is not None:
-        log.info("using the cached calibration: %s", cached.describe())
-        cached.save(path)
-        return cached
-    if not runtimes:
-        return None
-    if target.runtime != "onnxruntime":
-        log.warning("not calibrating: the target's runtime is %s, but probes run on ONNX Runtime; pin "
-                    "`runtime: onnxruntime` in the contract to calibrate and judge on measurements", target.runtime)
-        return None
-    log.info("calibrating the cost model: %d probe networks on %s", m.calibration_probes, runtimes[0].describe())
-    cal = calibrate(target.name, runtime=runtimes[0], probes=m.calibration_probes, dtype=contract.dtype, save=False)
-    cal.save(path)
-    return cal
 
 
 def measure_finalists(run_dir: Path, contract: Contract, target: Target, finalists: Sequence[CandidateRecord],

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from chipfit.contract import Contract
     from chipfit.cost.model import Cost
-    from chipfit.report.schema import RunReport
+    from chipfit.runreport import RunReport
     from chipfit.store import CandidateRecord
     from chipfit.targets.target import Target
 
@@ -69,7 +69,7 @@ def render(run_dir: Path, report: RunReport, *, contract: Contract, target: Targ
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from chipfit.report.schema import MeasuredRow
+    from chipfit.runreport import MeasuredRow
     from chipfit.search.selection import pareto
 
     v = report.verdict

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from chipfit.errors import ChipfitError
-from chipfit.report.schema import RunReport, parse_report
+from chipfit.runreport import RunReport, parse_report
 
 MANIFEST_VERSION = 2
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from chipfit.errors import ChipfitError
-from chipfit.report.schema import RunReport
+from chipfit.runreport import RunReport
 from chipfit.runtime.drift import DriftMonitor, DriftReference, DriftStatus
 from chipfit.runtime.manifest import Manifest
 from chipfit.runtime.preprocess import Preprocessor

@@ -33,7 +33,7 @@ from chipfit.logging import get_logger
 from chipfit.store import CandidateRecord
 
 if TYPE_CHECKING:
-    from chipfit.search.loop import SearchLoop
+    from chipfit.search.training import CandidateTrainer
 
 log = get_logger(__name__)
 TASK_MEMORY_BYTES = 1536 * 2**20  # declared per Ray training task (torch + data + ONNX Runtime, ~1.2 GB measured)
@@ -65,7 +65,7 @@ class Backend(ABC):
 
     slots: int = 1  # trainings kept in flight
 
-    def start(self, loop: SearchLoop) -> None:  # noqa: B027 - optional hook
+    def start(self, loop: CandidateTrainer) -> None:  # noqa: B027 - optional hook
         """Called once before the first job."""
 
     @abstractmethod
@@ -85,9 +85,9 @@ class InProcessBackend(Backend):
 
     def __init__(self) -> None:
         self._queue: deque[TrainJob] = deque()
-        self._loop: SearchLoop | None = None
+        self._loop: CandidateTrainer | None = None
 
-    def start(self, loop: SearchLoop) -> None:
+    def start(self, loop: CandidateTrainer) -> None:
         self._loop = loop
 
     def submit(self, job: TrainJob) -> None:
@@ -114,10 +114,10 @@ def _worker_init(run_dir: str, threads: int) -> None:
     """In each worker process: load the run's contract and data once."""
     from chipfit.contract import load_contract
     from chipfit.data.sources import load_dataset
-    from chipfit.search.loop import SearchLoop
+    from chipfit.search.training import CandidateTrainer
 
     contract = load_contract(Path(run_dir) / "contract.yaml")
-    _WORKER["loop"] = SearchLoop(contract, load_dataset(contract), contract.get_target(), Path(run_dir),
+    _WORKER["loop"] = CandidateTrainer(contract, load_dataset(contract), contract.get_target(), Path(run_dir),
                                  threads=threads)
 
 
@@ -135,7 +135,7 @@ class ProcessPoolBackend(Backend):
         self._pool: ProcessPoolExecutor | None = None
         self._futures: dict[Future[dict[str, Any]], tuple[TrainJob, float]] = {}
 
-    def start(self, loop: SearchLoop) -> None:
+    def start(self, loop: CandidateTrainer) -> None:
         import multiprocessing as mp
 
         self._pool = ProcessPoolExecutor(self.slots, mp_context=mp.get_context("spawn"), initializer=_worker_init,
@@ -175,7 +175,7 @@ def ray_train_task(contract_yaml: str, job: TrainJob, threads: int) -> tuple[dic
     """Runs on a Ray worker: train one assessed candidate in a temporary folder; return its record and files."""
     from chipfit.contract import load_contract
     from chipfit.data.sources import load_dataset
-    from chipfit.search.loop import SearchLoop
+    from chipfit.search.training import CandidateTrainer
 
     tmp = Path(tempfile.mkdtemp(prefix="chipfit-task-"))
     try:
@@ -185,7 +185,7 @@ def ray_train_task(contract_yaml: str, job: TrainJob, threads: int) -> tuple[dic
         if key not in _DATA_CACHE:  # a worker process keeps its dataset between tasks
             _DATA_CACHE.clear()
             _DATA_CACHE[key] = load_dataset(contract)
-        loop = SearchLoop(contract, _DATA_CACHE[key], contract.get_target(), tmp, threads=threads)
+        loop = CandidateTrainer(contract, _DATA_CACHE[key], contract.get_target(), tmp, threads=threads)
         rec = loop.train(job.base, _config(job), deadline=job.deadline(), peers=list(job.peers))
         files = {rel: (tmp / rel).read_bytes() for rel in rec.artifacts.values()}
         return rec.to_dict(), files
@@ -203,7 +203,7 @@ class RayBackend(Backend):
         self._started_here = False
         self._run_dir: Path | None = None
 
-    def start(self, loop: SearchLoop) -> None:
+    def start(self, loop: CandidateTrainer) -> None:
         try:
             import ray
         except ImportError as exc:

@@ -24,7 +24,8 @@ Every figure comes back as an :class:`EnergyReading` whose ``method`` says how i
 from chipfit.measure.power.csvtrace import load_trace
 from chipfit.measure.power.rapl import RaplMeter, RaplZone
 from chipfit.measure.power.reading import EnergyReading, PowerMeter
-from chipfit.measure.power.trace import PowerTrace, TraceMeter, align_offset, energy_per_inference
+from chipfit.measure.power.trace import PowerTrace, align_offset, energy_per_inference
+from chipfit.measure.power.tracemeter import TraceMeter
 
 __all__ = [
     "EnergyReading",

@@ -1,0 +1,199 @@
+"""Training one candidate of the constraint-first search (what every backend runs).
+
+Per trial: sample a config (Optuna, multi-objective: int8 accuracy up, predicted latency down) -> cost it
+-> if any budget is violated, record ``INFEASIBLE`` with the violations and never train it -> otherwise
+train briefly (rung 1); prune it when it falls below the median of earlier candidates at that rung;
+train the promising on to the full epochs -> export ONNX, quantize to int8, measure int8 validation
+accuracy with ONNX Runtime -> ``COMPLETE``. Budgets are set as Optuna constraints (``<= 0`` holds).
+Duplicate configs are answered from the record, never retrained. Storage is a journal file in the run
+directory, so a killed run resumes without losing or retraining a finished candidate.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chipfit.budgets import BudgetCheck, check_budgets, constraints
+from chipfit.contract.schema import Contract
+from chipfit.cost.model import Cost, CostModel
+from chipfit.data.dataset import Dataset
+from chipfit.logging import get_logger
+from chipfit.pricing import Pricer
+from chipfit.robustness.evaluate import apply_case, field_cases
+from chipfit.runtime.preprocess import Preprocessor
+from chipfit.search.callbacks import SearchCallbacks
+from chipfit.space import ArchConfig, SearchSpace, create_space
+from chipfit.store import CandidateRecord, CandidateStore, classify_failure
+from chipfit.targets.target import Target
+from chipfit.train.augment import augment
+
+log = get_logger(__name__)
+MIN_RUNG_PEERS = 3  # pruning starts once this many candidates have a rung-1 accuracy
+
+
+def predicted_summary(cost: Cost) -> dict[str, Any]:
+    return {"latency_ms": cost.latency_ms, "energy_mj": cost.energy_mj, "ram_bytes": cost.ram_bytes,
+            "flash_bytes": cost.flash_bytes, "macs": cost.macs, "params": cost.params,
+            "arena_bytes": cost.arena_bytes, "runtime": cost.runtime, "basis": cost.basis}
+
+
+def violations(checks: list[BudgetCheck]) -> str:
+    bad = [c for c in checks if c.passed is False]
+    return "; ".join(f"{c.name} {c.achieved:.4g} {c.unit} > limit {c.limit:.4g} {c.unit} (margin {c.margin:+.0%})"
+                     if c.name != "battery_days" else
+                     f"battery_days {c.achieved:.4g} < {c.limit:.4g} (margin {c.margin:+.0%})" for c in bad)
+
+
+@dataclass
+class _Prepared:
+    pre: Preprocessor
+    x_train: np.ndarray  # clean training split, plus augmented copies when the contract declares conditions
+    y_train: np.ndarray
+    x_val: np.ndarray
+    x_val_field: list[np.ndarray]  # validation split under each field case
+
+
+class CandidateTrainer:
+    """Costs, trains, quantizes and measures one candidate at a time for a run (what every backend runs)."""
+
+    def __init__(self, contract: Contract, dataset: Dataset, target: Target, run_dir: Path, *,
+                 callbacks: SearchCallbacks | None = None, cost_model: CostModel | None = None,
+                 threads: int | None = None) -> None:
+        self.c = contract
+        self.s = contract.search if threads is None else contract.search.model_copy(update={"threads": threads})
+        self.data = dataset
+        self.target = target
+        self.run_dir = run_dir
+        self.cb = callbacks or SearchCallbacks()
+        self.cm = cost_model or CostModel.for_run(run_dir)
+        self.space: SearchSpace = create_space(contract.input_spec(), dataset.num_classes)  # the data's real head
+        self.pricer = Pricer(self.space, target, cost_model=self.cm, dtype=contract.dtype)
+        self.store = CandidateStore(run_dir / "candidates.jsonl")
+        self._prepared: dict[str, _Prepared] = {}
+        self.cases = field_cases(contract.field)
+        fa = contract.budgets.field_accuracy
+        self.field_over = fa.over if fa else "worst"
+        self.optimize_field = fa is not None  # with a field budget the search optimises field accuracy
+        self.stopped = ""  # why run() stopped
+
+    # -- preprocessing, cached per input recipe ---------------------------------------------------------
+    def prepared(self, config: ArchConfig) -> _Prepared:
+        shape = self.space.model_input_shape(config)
+        fe = self.space.frontend(config)
+        key = f"{shape}|{fe}"
+        if key not in self._prepared:
+            d = self.data
+            pre = Preprocessor.fit(d.x_train, d.modality, shape, sample_rate_hz=d.sample_rate_hz, frontend=fe)
+            x_train, y_train = pre(d.x_train), d.y_train
+            if self.c.field and self.s.augment and self.s.augment_rate > 0:
+                xa, ya = augment(d.x_train, d.y_train, self.c.field, rate=self.s.augment_rate,
+                                 rng=np.random.default_rng((self.s.seed, 7)), sample_rate_hz=d.sample_rate_hz)
+                x_train, y_train = np.concatenate([x_train, pre(xa)]), np.concatenate([y_train, ya])
+            field = [pre(apply_case(c, d.x_val, seed=self.s.seed, sample_rate_hz=d.sample_rate_hz))
+                     for c in self.cases]
+            self._prepared[key] = _Prepared(pre, x_train, y_train, pre(d.x_val), field)
+        return self._prepared[key]
+
+    def evaluate(self, config: ArchConfig, number: int, *, deadline: float | None = None,
+                 train_infeasible: bool = False, subdir: str = "candidates") -> CandidateRecord:
+        """Cost ``config``; train, quantize and measure it when it holds the budgets (or when
+        ``train_infeasible``, used to train reference architectures for comparison)."""
+        base, done = self.assess(config, number, train_infeasible=train_infeasible)
+        if done is not None:
+            return done
+        return self.train(base, config, deadline=deadline, subdir=subdir, prune=not train_infeasible)
+
+    def train(self, base: dict[str, Any], config: ArchConfig, *, deadline: float | None = None,
+              subdir: str = "candidates", prune: bool = True, peers: list[float] | None = None) -> CandidateRecord:
+        """Train an assessed candidate (``base`` from :meth:`assess`); failures become a FAILED record."""
+        t0 = time.monotonic()
+        try:
+            return self._train(base, config, deadline, t0, subdir=subdir, prune=prune, peers=peers)
+        except Exception as exc:
+            kind = classify_failure(exc, self.run_dir)  # raises StoreIOError (stops the run) when the disk failed
+            log.warning("candidate %d failed (%s): %s", base["id"], kind, exc)
+            return CandidateRecord(**base, state="FAILED", reason=f"{type(exc).__name__}: {exc}",
+                                   failure_kind=kind, wall_seconds=time.monotonic() - t0)
+
+    def assess(self, config: ArchConfig, number: int, *, train_infeasible: bool = False
+               ) -> tuple[dict[str, Any], CandidateRecord | None]:
+        """Cost ``config`` against the budgets. Returns the record's common fields and, when the candidate
+        is settled without training (cannot be built, or INFEASIBLE), its record."""
+        t0 = time.monotonic()
+        base: dict[str, Any] = {"id": number, "key": config.key, "config": config.to_dict()}
+        try:
+            cost = self.pricer.price(config).cost
+        except Exception as exc:  # a candidate that cannot be built is recorded, not fatal
+            log.warning("candidate %d could not be built: %s", number, exc)
+            return base, CandidateRecord(**base, state="FAILED", reason=f"build: {type(exc).__name__}: {exc}",
+                                         predicted={}, constraints={}, margins={}, wall_seconds=time.monotonic() - t0)
+        checks = check_budgets(cost, self.c, target=self.target)
+        cons = constraints(checks)
+        margins = {c.name: float(c.margin) for c in checks if c.margin is not None}
+        pred = predicted_summary(cost)
+        self.cb.on_candidate(number, config.to_dict(), pred)
+        base.update(predicted=pred, constraints=cons, margins=margins)
+        if any(v > 0 for v in cons.values()) and not train_infeasible:
+            return base, CandidateRecord(**base, state="INFEASIBLE", reason=violations(checks),
+                                         wall_seconds=time.monotonic() - t0)
+        return base, None
+
+    def _rung_peers(self) -> list[float]:
+        return [r.rung_accuracy for r in self.store.load() if r.rung_accuracy is not None]
+
+    def _train(self, base: dict[str, Any], config: ArchConfig, deadline: float | None, t0: float, *,
+               subdir: str = "candidates", prune: bool = True, peers: list[float] | None = None) -> CandidateRecord:
+        import torch
+
+        from chipfit.quantize.int8 import export_onnx, onnx_accuracy, quantize_int8
+        from chipfit.train.trainer import Trainer, TrainSettings
+
+        prep = self.prepared(config)
+        torch.manual_seed(self.s.seed * 100_003 + base["id"])
+        model = self.space.build(config)
+        trainer = Trainer(model, prep.x_train, prep.y_train, prep.x_val, self.data.y_val,
+                          TrainSettings(batch_size=self.s.batch_size, lr=self.s.lr, threads=self.s.threads,
+                                        seed=self.s.seed + base["id"]))
+        rung = min(self.s.rung_epochs, self.s.epochs)
+        self.cb.on_training(self.s.epochs)
+        first = trainer.fit(rung, deadline=deadline, on_epoch=self.cb.on_epoch)
+        if not prune:
+            peers = []
+        elif peers is None:
+            peers = self._rung_peers()
+        if len(peers) >= MIN_RUNG_PEERS and first.val_accuracy < float(np.median(peers)) and rung < self.s.epochs:
+            return CandidateRecord(**base, state="PRUNED", train_seconds=first.seconds, epochs=first.epochs,
+                                   rung_accuracy=first.val_accuracy, accuracy_float=first.val_accuracy,
+                                   reason=f"rung-1 validation accuracy {first.val_accuracy:.3f} after {first.epochs} "
+                                          f"epochs is below the median {np.median(peers):.3f} of {len(peers)} "
+                                          "earlier candidates", wall_seconds=time.monotonic() - t0)
+        full = trainer.fit(self.s.epochs, deadline=deadline, on_epoch=self.cb.on_epoch)
+        out = self.run_dir / subdir / f"{base['id']:04d}"
+        out.mkdir(parents=True, exist_ok=True)
+        shape = self.space.model_input_shape(config)
+        fp32 = export_onnx(model, shape, out / "model.onnx")
+        rng = np.random.default_rng(self.s.seed)
+        calib = prep.x_train[rng.permutation(len(prep.x_train))[: self.s.calibration_samples]]
+        int8 = quantize_int8(fp32, out / "model.int8.onnx", calib)
+        torch.save(model.state_dict(), out / "model.pt")
+        (out / "preprocess.json").write_text(json.dumps(prep.pre.to_dict()))
+        acc_f = onnx_accuracy(fp32, prep.x_val, self.data.y_val, threads=self.s.threads)
+        acc_q = onnx_accuracy(int8, prep.x_val, self.data.y_val, threads=self.s.threads)
+        acc_field = None
+        if self.cases:
+            accs = [onnx_accuracy(int8, xf, self.data.y_val, threads=self.s.threads) for xf in prep.x_val_field]
+            acc_field = float(np.min(accs) if self.field_over == "worst" else np.mean(accs))
+        rel = {k: str(p.relative_to(self.run_dir)) for k, p in (("onnx", fp32), ("int8", int8),
+                                                                ("torch", out / "model.pt"),
+                                                                ("preprocess", out / "preprocess.json"))}
+        return CandidateRecord(**base, state="COMPLETE", reason=f"trained {full.epochs} epochs ({full.stopped})",
+                               train_seconds=full.seconds, epochs=full.epochs, rung_accuracy=first.val_accuracy,
+                               accuracy_float=acc_f, accuracy_int8=acc_q, accuracy_field_int8=acc_field,
+                               artifacts=rel,
+                               wall_seconds=time.monotonic() - t0)
