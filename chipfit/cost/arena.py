@@ -540,3 +540,78 @@ def _tflm_buffers(tensors: list[_T], ops: list[tuple[str, list[int], list[int], 
             if not t.const and not t.variable and t.nbytes]
     bufs += [Buffer(f"scratch{j}", align_up(b), k, k) for j, (k, b) in enumerate(scratch)]
     return bufs
+
+
+_CLASS_OPS = {"conv": "CONV_2D", "depthwise": "DEPTHWISE_CONV_2D", "dense": "FULLY_CONNECTED",
+              "pool": "AVERAGE_POOL_2D", "add": "ADD", "mul": "MUL", "softmax": "SOFTMAX", "reshape": "RESHAPE",
+              "pad": "PAD", "quantize": "QUANTIZE", "transpose": "TRANSPOSE", "concat": "CONCATENATION"}
+# constant inputs TFLM keeps an eval tensor for (weights + bias, reshape's shape, pad's paddings, mean's axis)
+_CONST_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "RESHAPE": 1, "PAD": 1, "MEAN": 1,
+                 "TRANSPOSE": 1}
+
+
+def tflm_ram(graph: OpGraph, nbytes: Callable[[str], int], *, abi: str = "arm32",
+             kernels: str = "reference") -> tuple[ArenaPlan, int, dict[str, int]]:
+    """TFLM's arena for an OpGraph (no ``.tflite`` yet, e.g. during search): the plan (with the kernels'
+    scratch buffers), the persistent tail and its breakdown. The same allocation sequence as
+    :func:`tflm_arena`; a graph read from a ``.tflite`` gives the same plan, and op classes stand for TFLM
+    ops where the graph came from PyTorch or ONNX (channels from bias counts, constants per op).
+
+    >>> from chipfit.graph.opgraph import Node, OpClass, OpGraph, TensorInfo
+    >>> g = OpGraph("fc", (Node("fc", OpClass.DENSE, "FULLY_CONNECTED", ("x",), ("y",), weights=40, biases=4),),
+    ...             {"x": TensorInfo((1, 10), "int8"), "y": TensorInfo((1, 4), "int8")}, ("x",), ("y",))
+    >>> p, tail, items = tflm_ram(g, lambda t: g.tensors[t].numel)
+    >>> p.arena, tail
+    (32, 404)
+    """
+    a = ABIS[abi]
+    ops = [n.op_type if n.op_type in TFLM_OP_NAMES else _CLASS_OPS.get(n.op.value, n.op_type.upper())
+           for n in graph.nodes]
+    tail = _Tail()
+    for what in ("SingleArenaBufferAllocator", "GreedyMemoryPlanner", "MicroAllocator", "MicroBuiltinDataAllocator",
+                 "SubgraphAllocations"):
+        tail.alloc("allocators", a.size(what), a.align(what))
+    n_tensors = len(graph.tensors) + sum(_CONST_INPUTS.get(op, 0) for op in ops)
+    tail.alloc("eval tensors", a.size("TfLiteEvalTensor") * n_tensors, a.align("TfLiteEvalTensor"))
+    tail.alloc("node structs", a.size("NodeAndRegistration") * len(ops), a.align("NodeAndRegistration"))
+    for op in ops:
+        if op in _PARAMS:
+            tail.alloc("builtin params", a.size(_PARAMS[op]), a.align(_PARAMS[op]))
+    table = {**_OPDATA_COMMON, **_OPDATA[kernels]}
+    for op in ops:
+        if op in table:
+            tail.alloc("kernel op data", a.size(table[op]), ALIGN)
+    scratch: list[tuple[int, int]] = []
+    for k, (n, op) in enumerate(zip(graph.nodes, ops, strict=True), start=1):
+        cout = n.biases or 0
+        if op in ("CONV_2D", "DEPTHWISE_CONV_2D") and cout:
+            tail.alloc("per-channel multipliers and shifts", 4 * cout, ALIGN)
+            tail.alloc("per-channel multipliers and shifts", 4 * cout, ALIGN)
+        if op == "MEAN":
+            out = graph.tensors.get(n.outputs[0]) if n.outputs else None
+            scratch += [(k, 4 * (out.numel if out else 1)), (k, 16), (k, 8)]
+        if kernels == "cmsis-nn" and cout:
+            taps = int(math.prod(n.kernel)) if n.kernel else 1
+            if op == "CONV_2D" and taps > 1:
+                scratch.append((k, 2 * align_up(n.weights // cout, 4) * 2))
+            elif op == "DEPTHWISE_CONV_2D" and n.kernel != (3, 3):
+                scratch.append((k, cout * taps * 2))
+        if kernels == "cmsis-nn" and op == "AVERAGE_POOL_2D" and n.outputs and n.outputs[0] in graph.tensors:
+            shape = graph.tensors[n.outputs[0]].shape
+            scratch.append((k, 4 * (shape[-1] if graph.layout == "NHWC" else shape[1] if len(shape) > 1 else 1)))
+    if scratch:
+        tail.alloc("scratch handles", a.size("ScratchBufferHandle") * len(scratch), a.align("ScratchBufferHandle"))
+    bufs = buffers(graph, nbytes, tflm=True)
+    bufs += [Buffer(f"scratch{j}", align_up(b), k, k) for j, (k, b) in enumerate(scratch)]
+    p = plan(bufs)
+    for group in (graph.inputs, graph.outputs):
+        tail.alloc("input/output tensors", a.ptr * len(group), ALIGN)
+        for _ in group:
+            tail.alloc("input/output tensors", a.size("TfLiteTensor"), a.align("TfLiteTensor"))
+            tail.alloc("input/output tensors", a.size("TfLiteAffineQuantization"), a.align("TfLiteAffineQuantization"))
+            tail.alloc("input/output tensors", 8, a.align("TfLiteIntArray"))
+    return p, tail.used, tail.items
+
+
+TFLM_OP_NAMES = frozenset({*_PARAMS, *_OPDATA["reference"], *_OPDATA_COMMON, "RESHAPE", "TRANSPOSE", "QUANTIZE",
+                           "CONCATENATION", "SQUEEZE"})
