@@ -576,6 +576,9 @@ def measure_cmd(
                                                                            "file (see `chipfit energy`).")] = None,
     inferences: Annotated[int, typer.Option(min=1, max=1_000_000, help="Inferences for --windows-out.")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="Print the Measurement as JSON.")] = False,
+    runtime: Annotated[str | None, typer.Option("--runtime", "-r", help="Local runtime: onnxruntime, litert, tflm "
+                                                "or tflm-cmsis-nn (default: by the file's format); --memory with "
+                                                "tflm gives TFLM's arena on a 32-bit MCU.")] = None,
 ) -> None:
     """Time a model file with a real runtime, here or on a device agent; every figure is measured."""
     from chipfit.measure.registry import runtime_for
@@ -595,7 +598,11 @@ def measure_cmd(
         elif token_file is not None:
             raise UsageError("--token-file is used only with --agent URL; given --token-file alone.")
         mf = inspect_model(model)
-        if agent is None:
+        if agent is None and runtime is not None:
+            from chipfit.measure.registry import create_runtime
+
+            rt = create_runtime(runtime, threads=threads or 1)
+        elif agent is None:
             rt = runtime_for(mf, threads=threads or 1)
         if windows_out is not None and agent is not None:
             raise UsageError("--windows-out records windows on this machine's clock; run `chipfit measure` on the "

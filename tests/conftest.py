@@ -53,3 +53,27 @@ def digits_contract():
         return path
 
     return write
+
+
+FINISHED_SEARCH = {"trials": 8, "epochs": 6, "rung_epochs": 2, "time_budget_s": 600}
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """One finished `chipfit run` of the embedded default (small search), shared by every integration test that
+    only reads a finished run: ``(run_dir, report as printed by --json)``."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from chipfit.cli import app
+
+    tmp = tmp_path_factory.mktemp("finished-run")
+    doc = yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
+    doc["search"].update(FINISHED_SEARCH)
+    doc["budgets"]["accuracy"] = 0.5
+    (tmp / "digits-small.yaml").write_text(yaml.safe_dump(doc))
+    res = CliRunner().invoke(app, ["run", str(tmp / "digits-small.yaml"), "--out", str(tmp / "out"), "--json"])
+    assert res.exit_code == 0, res.output
+    return tmp / "out", json.loads(res.stdout)

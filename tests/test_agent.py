@@ -478,4 +478,4 @@ def _run_with_agent(tmp_path, agent, token_file, *, target, latency, trials, mea
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(doc))
     run = chipfit.create_run(tmp_path / "c.yaml", out=tmp_path / "run")
     run.search()
-    return run, run.finalize()
+    return run, run.finalize().model_dump(mode="json", by_alias=True)

@@ -8,11 +8,11 @@ import pytest
 from torch import nn
 
 from chipfit import create_target, load_contract, profile
+from chipfit.budgets import check_budgets, constraints
 from chipfit.contract.schema import DutyCycle
 from chipfit.cost import CostModel
 from chipfit.cost.battery import battery_days, energy_budget_mj
 from chipfit.graph import from_torch
-from chipfit.budgets import check_budgets, constraints
 
 
 def conv_net(width: int) -> nn.Module:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from chipfit import load_run
@@ -24,16 +23,9 @@ ARTIFACTS = REPO / "build" / "test-artifacts"
 HAS_LITERT_TORCH = importlib.util.find_spec("litert_torch") is not None
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("export")
-    doc = yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
-    doc["search"].update({"trials": 6, "epochs": 8, "rung_epochs": 3})
-    doc["budgets"]["accuracy"] = 0.5
-    (tmp / "c.yaml").write_text(yaml.safe_dump(doc))
-    res = CliRunner().invoke(app, ["run", str(tmp / "c.yaml"), "--out", str(tmp / "run"), "--json"])
-    assert res.exit_code == 0, res.output
-    return tmp / "run"
+@pytest.fixture
+def run_dir(finished_run):
+    return finished_run[0]
 
 
 def test_run_writes_every_artifact(run_dir):

@@ -12,13 +12,13 @@ from typer.testing import CliRunner
 
 from chipfit import load_run
 from chipfit.cli import app
-from chipfit.runtime.preprocess import Preprocessor
 from chipfit.data.sources import load_dataset
 from chipfit.field.catalog import CONDITIONS
 from chipfit.field.conditions import create_condition, list_conditions
 from chipfit.quantize.int8 import predict_onnx
 from chipfit.robustness.evaluate import field_cases
 from chipfit.runtime.drift import DriftMonitor, DriftReference
+from chipfit.runtime.preprocess import Preprocessor
 
 REPO = Path(__file__).resolve().parents[1]
 RAW = {"image": (6, 16, 16, 3), "audio": (6, 8000), "series": (6, 100, 6)}

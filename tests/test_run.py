@@ -16,9 +16,9 @@ import yaml
 from typer.testing import CliRunner
 
 from chipfit.cli import app
-from chipfit.data.preprocess import Preprocessor
 from chipfit.data.sources import load_dataset
 from chipfit.run import load_run
+from chipfit.runtime.preprocess import Preprocessor
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,18 +29,6 @@ SEARCH = {"trials": 8, "epochs": 6, "rung_epochs": 2, "time_budget_s": 600}
 @pytest.fixture
 def small_contract(digits_contract):
     return lambda tmp, **search: digits_contract(tmp, **{**SEARCH, **search})
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("run")
-    doc = yaml.safe_load((REPO / "examples" / "digits.yaml").read_text())
-    doc["search"].update(SEARCH)
-    doc["budgets"]["accuracy"] = 0.5
-    (tmp / "digits-small.yaml").write_text(yaml.safe_dump(doc))
-    res = CliRunner().invoke(app, ["run", str(tmp / "digits-small.yaml"), "--out", str(tmp / "out"), "--json"])
-    assert res.exit_code == 0, res.output
-    return tmp / "out", json.loads(res.stdout)
 
 
 def records(run_dir: Path) -> list[dict]:

@@ -34,7 +34,7 @@ def host_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hostrun")
     run = chipfit.create_run(_contract(folder), out=folder / "run")
     run.search()
-    report = run.finalize()
+    report = run.finalize().model_dump(mode="json", by_alias=True)
     return run, report
 
 
@@ -71,17 +71,13 @@ def test_report_shows_predicted_beside_measured(host_run):
 
 
 def test_html_report_shows_the_measurements(host_run):
-    from chipfit.report.html import render
-
     run, _ = host_run
-    html = render(run).read_text()
+    html = run.render().read_text()
     assert "Predicted vs measured" in html and "measured (min of 100 runs" in html
 
 
 def test_a_cached_calibration_is_copied_into_the_run_and_an_unreachable_agent_is_recorded(tmp_path, monkeypatch,
                                                                                       host_run):
-    from chipfit.report.html import render
-
     run0, _ = host_run
     cache = tmp_path / "cache"
     monkeypatch.setenv("CHIPFIT_CACHE_DIR", str(cache))
@@ -96,8 +92,8 @@ def test_a_cached_calibration_is_copied_into_the_run_and_an_unreachable_agent_is
     run = chipfit.create_run(path, out=tmp_path / "run")
     run.search()  # no probe is measured: the cached calibration is used
     assert Calibration.load(run.dir / "calibration.json") == cal
-    report = run.finalize()  # the agent is down: recorded, not fatal
+    report = run.finalize().model_dump(mode="json", by_alias=True)  # the agent is down: recorded, not fatal
     failures = [m for m in report["measured"] if "failure" in m]
     assert failures and failures[0]["device"] == "http://127.0.0.1:9" and "127.0.0.1:9" in failures[0]["failure"]
     assert any(m.get("role") == "best" for m in report["measured"])  # the host still measured it
-    assert "not measured on http://127.0.0.1:9" in render(run).read_text()
+    assert "not measured on http://127.0.0.1:9" in run.render().read_text()

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from chipfit.contract.schema import InputSpec
-from chipfit.runtime.frontend import MfccFrontEnd, SpectralFrontEnd
 from chipfit.graph.opgraph import OpGraph
 from chipfit.naming import did_you_mean
+from chipfit.runtime.frontend import MfccFrontEnd, SpectralFrontEnd
 from chipfit.space.config import ArchConfig
 
 
