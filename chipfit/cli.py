@@ -581,8 +581,8 @@ def measure_cmd(
                                                 "tflm gives TFLM's arena on a 32-bit MCU.")] = None,
 ) -> None:
     """Time a model file with a real runtime, here or on a device agent; every figure is measured."""
-    from chipfit.measure.registry import runtime_for
     from chipfit.measure.modelfile import inspect_model
+    from chipfit.measure.registry import runtime_for
 
     with _errors():
         if agent is not None:

@@ -83,10 +83,6 @@ class DataError(ChipfitError):
     """A dataset that cannot be read (corrupt file, shape or label mismatch)."""
 
 
-class InfeasibleError(ChipfitError):
-    """Raised only where a caller asked for a feasible result and none exists."""
-
-
 class MeasurementError(ChipfitError):
     """A runtime could not measure a model."""
 

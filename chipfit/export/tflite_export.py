@@ -47,7 +47,7 @@ def _silenced() -> Iterator[None]:
             os.close(fd)
 
 
-def convert_int8_tflite(model: object, input_shape: tuple[int, ...], calibration: np.ndarray, out: Path) -> Path:
+def convert_int8_tflite(model: object, input_shape: tuple[int, ...], representative: np.ndarray, out: Path) -> Path:
     """Quantize ``model`` (a torch module) with PT2E (symmetric, per-channel, static) and write a .tflite."""
     with _silenced():
         import litert_torch
@@ -62,8 +62,8 @@ def convert_int8_tflite(model: object, input_shape: tuple[int, ...], calibration
         pm = torch.export.export(model.eval(), args).module()
         pm = quantize_pt2e.prepare_pt2e(pm, quantizer)
         with torch.no_grad():
-            for i in range(0, len(calibration), 1):
-                pm(torch.from_numpy(calibration[i:i + 1]))
+            for i in range(0, len(representative), 1):
+                pm(torch.from_numpy(representative[i:i + 1]))
         pm = quantize_pt2e.convert_pt2e(pm, fold_quantize=False)
         edge = litert_torch.convert(pm, args, quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
         edge.export(str(out))

@@ -137,12 +137,6 @@ class OpGraph:
     def shape(self, tensor: str) -> tuple[int, ...]:
         return self.tensors[tensor].shape
 
-    def op_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for n in self.nodes:
-            counts[n.op.value] = counts.get(n.op.value, 0) + 1
-        return counts
-
     def macs_by_class(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for n in self.nodes:

@@ -1,7 +1,8 @@
 """Peak memory of a model, measured in a fresh process.
 
 In-process RSS deltas mislead: the first session in a process pays the runtime's one-time set-up and later
-ones reuse freed memory (STACK-NOTES.md section 7). So a child process imports the runtime, reads its
+ones reuse freed memory (measured on this machine: the second session in a process showed a much smaller
+delta than a fresh process). So a child process imports the runtime, reads its
 peak RSS (``VmHWM``), loads the model, runs it 20 times, and reads ``VmHWM`` again; for ONNX Runtime the
 same is done for a one-node Identity model and subtracted, removing the runtime's own set-up cost. For LiteRT
 the baseline is ``data/baseline.tflite``, a 1x1 float ReLU made by chipfit with

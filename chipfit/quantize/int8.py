@@ -63,14 +63,14 @@ class _Calibration(CalibrationDataReader):
         self.i = 0
 
 
-def quantize_int8(fp32: str | Path, out: str | Path, calibration: np.ndarray) -> Path:
-    """Static int8 (QDQ, per-channel weights, int8 activations, MinMax calibration on ``calibration``)."""
+def quantize_int8(fp32: str | Path, out: str | Path, representative: np.ndarray) -> Path:
+    """Static int8 (QDQ, per-channel weights, int8 activations, MinMax ranges from the ``representative`` samples)."""
     fp32, out = Path(fp32), Path(out)
     pre = out.with_name(out.stem + ".pre.onnx")
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-            quantize_static(str(pre), str(out), _Calibration(np.ascontiguousarray(calibration, np.float32)),
+            quantize_static(str(pre), str(out), _Calibration(np.ascontiguousarray(representative, np.float32)),
                             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
                             weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
     except Exception as exc:

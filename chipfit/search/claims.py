@@ -75,10 +75,6 @@ class Claims:
                 raise as_store_error(exc, path) or exc from exc
             return "claimed"
 
-    def release(self, key: str) -> None:
-        with locked(self.lock), _io(self.dir / key):
-            (self.dir / key).unlink(missing_ok=True)
-
     def release_unrecorded(self, recorded: set[str]) -> int:
         with locked(self.lock), _io(self.dir):
             stale = [p for p in self.dir.iterdir() if p.name not in recorded]

@@ -17,10 +17,6 @@ class Accelerator:
     power_mw: float | None = None
     sram_kb: float | None = None
 
-    @property
-    def peak_macs_per_s(self) -> float:
-        return self.macs_per_cycle * self.clock_mhz * 1e6
-
 
 @dataclass(frozen=True)
 class Target:
