@@ -28,9 +28,9 @@ import onnxruntime as ort
 
 from bench._report import table, write_section
 from chipfit.contract.schema import InputSpec
-from chipfit.runtime.preprocess import Preprocessor
 from chipfit.quantize.int8 import export_onnx, quantize_int8
 from chipfit.runtime import Predictor
+from chipfit.runtime.preprocess import Preprocessor
 from chipfit.space import create_space, reference_config
 
 
