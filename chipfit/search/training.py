@@ -1,12 +1,10 @@
-"""Training one candidate of the constraint-first search (what every backend runs).
+"""``CandidateTrainer``: one candidate of the search, from config to record — what every backend runs.
 
-Per trial: sample a config (Optuna, multi-objective: int8 accuracy up, predicted latency down) -> cost it
--> if any budget is violated, record ``INFEASIBLE`` with the violations and never train it -> otherwise
-train briefly (rung 1); prune it when it falls below the median of earlier candidates at that rung;
-train the promising on to the full epochs -> export ONNX, quantize to int8, measure int8 validation
-accuracy with ONNX Runtime -> ``COMPLETE``. Budgets are set as Optuna constraints (``<= 0`` holds).
-Duplicate configs are answered from the record, never retrained. Storage is a journal file in the run
-directory, so a killed run resumes without losing or retraining a finished candidate.
+``assess`` prices a config on the target and judges it against every budget (an INFEASIBLE record when one
+breaks: never trained). ``train`` trains a feasible one briefly (rung 1), prunes it below the median of its
+peers at that rung, trains the promising on to the full epochs with early stopping, exports ONNX, quantizes
+to int8 and measures the int8 model's validation accuracy (clean and under every field condition). A failure
+becomes a FAILED record saying whether the candidate or the environment (disk, memory) was at fault.
 """
 
 from __future__ import annotations
