@@ -9,7 +9,7 @@ from scipy.io import wavfile
 
 from chipfit import load_contract
 from chipfit.data.sources import load_dataset
-from chipfit.errors import DataError
+from chipfit.errors import ContractError, DataError
 
 IMG8 = {"modality": "image", "shape": [8, 8, 1]}
 IMG8X3 = {"modality": "image", "shape": [8, 8, 3]}
@@ -57,25 +57,31 @@ def test_csv(tmp_path):
     assert ds.class_names == ("no", "yes") and ds.x_train.shape[1:] == (4, 1)
 
 
+Y2 = np.arange(10) % 2  # two classes, five samples each
+NAMES4 = np.array(["a", "b", "c", "d"])
+
+
 @pytest.mark.parametrize(("arrays", "inp", "message"), [
     ({"x_train": np.zeros((10, 8, 8)), "y_train": np.zeros(9, int), "x_test": np.zeros((2, 8, 8)),
       "y_test": np.zeros(2, int)}, {"modality": "image", "shape": [8, 8, 1]}, "y_train has 9 labels"),
     ({"x_train": np.zeros((10, 8, 8)), "y_train": np.arange(10), "x_test": np.zeros((2, 8, 8)),
-      "y_test": np.zeros(2, int)}, {"modality": "image", "shape": [8, 8, 1]}, "out of range for 4 classes"),
+      "y_test": np.zeros(2, int), "class_names": NAMES4}, {"modality": "image", "shape": [8, 8, 1]},
+     r"6 of 10 labels are outside 0..3"),
     ({"x_train": np.zeros((10, 8, 8)), "y_train": -np.ones(10, int), "x_test": np.zeros((2, 8, 8)),
-      "y_test": np.zeros(2, int)}, {"modality": "image", "shape": [8, 8, 1]}, "must be >= 0"),
-    ({"x_train": np.zeros((10, 9, 9)), "y_train": np.zeros(10, int), "x_test": np.zeros((2, 9, 9)),
-      "y_test": np.zeros(2, int)}, {"modality": "image", "shape": [8, 8, 1]}, "task.input.shape"),
+      "y_test": np.zeros(2, int), "class_names": NAMES4}, {"modality": "image", "shape": [8, 8, 1]},
+     "10 of 10 labels are outside 0..3"),
+    ({"x_train": np.zeros((10, 9, 9)), "y_train": Y2, "x_test": np.zeros((2, 9, 9)),
+      "y_test": Y2[:2]}, {"modality": "image", "shape": [8, 8, 1]}, "task.input.shape"),
     ({"x_train": np.zeros((10, 8, 8)), "y_train": np.full(10, 0.5), "x_test": np.zeros((2, 8, 8)),
       "y_test": np.zeros(2, int)}, {"modality": "image", "shape": [8, 8, 1]}, "integers"),
     ({"features": np.zeros((3, 3))}, {"modality": "image", "shape": [8, 8, 1]}, "expected arrays x_train"),
-    ({"x_train": np.full((10, 8, 8), np.nan), "y_train": np.zeros(10, int), "x_test": np.zeros((2, 8, 8)),
-      "y_test": np.zeros(2, int)}, {"modality": "image", "shape": [8, 8, 1]}, "NaN"),
+    ({"x_train": np.full((10, 8, 8), np.nan), "y_train": Y2, "x_test": np.zeros((2, 8, 8)),
+      "y_test": Y2[:2]}, {"modality": "image", "shape": [8, 8, 1]}, "10 of 10 samples of x_train contain NaN"),
 ])
 def test_bad_arrays_are_named(tmp_path, arrays, inp, message):
     npz(tmp_path, **arrays)
     with pytest.raises(DataError, match=message) as exc:
-        load_dataset(contract(tmp_path, {"source": "arrays", "path": "d.npz"}, inp, classes=4))
+        load_dataset(contract(tmp_path, {"source": "arrays", "path": "d.npz"}, inp))
     assert "d.npz" in str(exc.value)
 
 
@@ -126,6 +132,8 @@ def test_audio_folder_with_manifest_resamples_and_pads(tmp_path):
 
 def test_label_count_mismatch_is_named(tmp_path):
     make_images(tmp_path / "imgs", classes=("a", "b", "c"), n=3)
-    with pytest.raises(DataError, match="found 3 labels"):
+    with pytest.raises(ContractError, match="expected 3, the number of classes in the data .*given 5") as exc:
         load_dataset(contract(tmp_path, {"source": "image-folder", "path": "imgs"},
                               {"modality": "image", "shape": [8, 8, 3]}, classes=5))
+    (p,) = exc.value.problems
+    assert p.path == "task.classes" and "imgs: a, b, c" in p.expected

@@ -2,22 +2,34 @@
 
 Layouts (float32): image ``[N, H, W, C]`` in [0, 1]; audio ``[N, samples]`` in [-1, 1]; series ``[N, T, C]``.
 Labels are int64 class indices into ``class_names``. The validation split is carved from train (seeded,
-stratified); the test split is only used for final figures.
+stratified, at least two samples per class); the test split is only used for final figures.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from chipfit.data.validate import MIN_TRAIN_PER_CLASS, check_per_class, held_out_size
 from chipfit.errors import DataError
+from chipfit.logging import get_logger
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
 class Dataset:
+    """Train / validation / test arrays, the class names, and what was found while reading them.
+
+    ``label_map`` maps each label as found in the data (``"42"``, ``"yes"``, a folder name) to its class index;
+    ``skipped_files`` lists ``(file, reason)`` for every file skipped as unreadable (``skipped`` counts them);
+    ``notes`` are warnings about the data (classes missing from a split, ...), also logged.
+    """
+
     x_train: np.ndarray
     y_train: np.ndarray
     x_val: np.ndarray
@@ -30,6 +42,8 @@ class Dataset:
     source: str = ""
     skipped: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    label_map: dict[str, int] = field(default_factory=dict)
+    skipped_files: tuple[tuple[str, str], ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -44,35 +58,44 @@ class Dataset:
         return h.hexdigest()[:16]
 
     def summary(self) -> dict[str, object]:
+        """What the report states about the data: sizes, classes and the label mapping, skipped files, notes."""
+        label_map = self.label_map or {n: i for i, n in enumerate(self.class_names)}
         return {"source": self.source, "modality": self.modality, "classes": list(self.class_names),
                 "train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test),
                 "sample_shape": list(self.x_train.shape[1:]), "skipped": self.skipped,
-                "fingerprint": self.fingerprint}
+                "fingerprint": self.fingerprint, "label_map": dict(label_map),
+                "skipped_files": [f"{f}: {why}" for f, why in self.skipped_files], "notes": list(self.notes)}
 
 
-def split_val(x: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, ...]:
-    """Seeded stratified split of ``fraction`` of (x, y) into a held-out part (falls back to unstratified
-    when a class is too small to stratify)."""
-    idx = np.arange(len(y))
-    try:
-        a, b = train_test_split(idx, test_size=fraction, random_state=seed, stratify=y)
-    except ValueError:
-        a, b = train_test_split(idx, test_size=fraction, random_state=seed)
+def split_val(x: np.ndarray, y: np.ndarray, fraction: float, seed: int, *, names: Sequence[str] | None = None,
+              where: str = "data", part: str = "validation", need: int = MIN_TRAIN_PER_CLASS) -> tuple[np.ndarray, ...]:
+    """Seeded split of ``fraction`` of (x, y) into a held-out part, stratified by class.
+
+    Every class needs at least ``need`` samples (a DataError names the short classes and their counts). When
+    the held-out part is too small to hold every class, the split is random (logged) and the coverage notes
+    of the dataset say which classes the test split misses.
+
+    >>> x, y = np.zeros((20, 2)), np.arange(20) % 2
+    >>> [len(a) for a in split_val(x, y, 0.2, 0)]
+    [16, 16, 4, 4]
+    """
+    if len(x) != len(y):
+        raise DataError(f"{where}: x has {len(x)} samples but y has {len(y)} labels; they must match one to one.")
+    if len(y) == 0:
+        raise DataError(f"{where}: no samples to carve the {part} split from (0 samples).")
+    names = list(names) if names is not None else [str(i) for i in range(int(y.max()) + 1)]
+    check_per_class(y, names, need, where, f"the {part} split ({fraction:.0%}) is carved stratified by class "
+                    f"and every class needs {need} samples for it")
+    n, k = len(y), len(np.unique(y))
+    held = held_out_size(n, fraction)
+    if n - held < 1:
+        raise DataError(f"{where}: a {part} split of {fraction:.0%} takes all {n} samples; lower the fraction "
+                        "or add samples.")
+    idx = np.arange(n)
+    if held < k or n - held < k:
+        log.warning("%s: the %s split (%d of %d samples) is smaller than the %d classes; split at random, not "
+                    "stratified", where, part, held, n, k)
+        a, b = train_test_split(idx, test_size=held, random_state=seed)
+    else:
+        a, b = train_test_split(idx, test_size=held, random_state=seed, stratify=y)
     return x[a], y[a], x[b], y[b]
-
-
-def check_labels(y: np.ndarray, num_classes: int | None, where: str) -> np.ndarray:
-    """Labels must be non-negative integers below the class count; errors name the file and what is wrong."""
-    if y.ndim != 1:
-        raise DataError(f"{where}: labels must be a 1-D array of class indices; given shape {y.shape}.")
-    if y.dtype.kind not in "iu":
-        if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
-            y = y.astype(np.int64)
-        else:
-            raise DataError(f"{where}: labels must be integers; given dtype {y.dtype}.")
-    if len(y) and y.min() < 0:
-        raise DataError(f"{where}: labels must be >= 0; found {int(y.min())}.")
-    if num_classes is not None and len(y) and y.max() >= num_classes:
-        raise DataError(f"{where}: label {int(y.max())} is out of range for {num_classes} classes "
-                        "(task.classes or class_names); check the label mapping.")
-    return y.astype(np.int64)

@@ -11,16 +11,24 @@ Registered sources: ``builtin`` (scikit-learn's digits), ``arrays`` (.npz or .cs
 
 from __future__ import annotations
 
-import csv
+import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from chipfit.contract.schema import ArraysData, BuiltinData, Contract, FolderData, InputSpec
-from chipfit.data.dataset import Dataset, check_labels, split_val
+from chipfit.data.dataset import Dataset, split_val
+from chipfit.data.validate import (
+    MIN_PER_CLASS,
+    check_classes,
+    coverage_notes,
+    label_sort_key,
+    map_labels,
+    read_table,
+)
 from chipfit.errors import DataError
 from chipfit.logging import get_logger
 
@@ -28,6 +36,7 @@ log = get_logger(__name__)
 Loader = Callable[[Any, InputSpec, Path, int, "int | None"], Dataset]
 SOURCES: dict[str, Loader] = {}
 TEST_SEED = 12345  # the test split of sources without an official one never changes with the search seed
+_EXTS = {"audio-folder": (".wav",), "image-folder": (".png", ".jpg", ".jpeg", ".bmp")}
 
 
 def register_source(name: str) -> Callable[[Loader], Loader]:
@@ -39,29 +48,84 @@ def register_source(name: str) -> Callable[[Loader], Loader]:
 
 
 def load_dataset(contract: Contract) -> Dataset:
-    """Load the contract's data (validation split seeded by ``search.seed``)."""
+    """Load the contract's data (validation split seeded by ``search.seed``), validated once, here.
+
+    Class names come from the data; a ``task.classes`` that disagrees is a ContractError naming both counts,
+    raised before any file is decoded.
+    """
     spec = contract.task.data
     return SOURCES[spec.source](spec, contract.input_spec(), Path(contract.base_dir), contract.search.seed,
                                 contract.task.classes)
 
 
-def _finish(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray, names: list[str],
-            inp: InputSpec, seed: int, val_fraction: float, source: str, skipped: int = 0) -> Dataset:
-    x_tr, y_tr, x_va, y_va = split_val(x_tr, y_tr, val_fraction, seed)
+def peek_classes(contract: Contract) -> tuple[str, ...]:
+    """The class names of the contract's data, read cheaply: labels only, no sample is decoded.
+
+    Reads the label arrays (and ``class_names``) of an ``.npz``, the label column of a CSV or manifest, the class
+    subfolder names of a folder, or the built-in digits' ten classes. Like :func:`load_dataset`, raises a
+    ContractError naming both counts when ``task.classes`` disagrees with the data.
+
+    >>> from chipfit import load_contract
+    >>> peek_classes(load_contract("examples/digits.yaml"))
+    ('0', '1', '2', '3', '4', '5', '6', '7', '8', '9')
+    """
+    spec = contract.task.data
+    base = Path(contract.base_dir)
+    if isinstance(spec, BuiltinData):
+        names, where = DIGITS, "builtin:digits"
+    elif isinstance(spec, ArraysData):
+        path = _abs(spec.path, base)
+        if path.suffix.lower() == ".csv":
+            table = read_table(path, required=[spec.label_column], nonempty=[spec.label_column])
+            names = tuple(sorted(set(table.column(spec.label_column)), key=label_sort_key))
+        else:
+            arrays = _read_npz(path, labels_only=True)
+            names = map_labels(_label_arrays(arrays, path), class_names=_class_names(arrays), where=str(path))[1]
+        where = str(path)
+    else:
+        root = _abs(spec.path, base)
+        exts = _EXTS[spec.source]
+        items = _folder_items(spec, root, exts)
+        names, where = tuple(sorted({lab for _, lab, _ in items}, key=label_sort_key)), str(root)
+    check_classes(names, contract.task.classes, where)
+    return names
+
+
+def _abs(path: str, base: Path) -> Path:
+    return Path(path) if Path(path).is_absolute() else base / path
+
+
+def _finish(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray, names: Sequence[str],
+            inp: InputSpec, seed: int, val_fraction: float, source: str, *, where: str,
+            label_map: dict[str, int] | None = None, skipped: Sequence[tuple[str, str]] = (),
+            sample_rate_hz: float | None = None) -> Dataset:
+    """Carve the validation split from train, check that no split is empty, note classes a split misses."""
+    if len(y_te) == 0:
+        raise DataError(f"{where}: the test split is empty (0 samples); give test samples, or let chipfit carve "
+                        "task.data.test_fraction from all the data.")
+    if len(x_te) != len(y_te):
+        raise DataError(f"{where}: x_test has {len(x_te)} samples but y_test has {len(y_te)} labels.")
+    x_tr, y_tr, x_va, y_va = split_val(x_tr, y_tr, val_fraction, seed, names=names, where=f"{where} (training)")
+    notes = coverage_notes(np.concatenate([y_tr, y_va]), y_te, names, where)
     return Dataset(x_tr.astype(np.float32), y_tr, x_va.astype(np.float32), y_va, x_te.astype(np.float32), y_te,
-                   tuple(names), inp.modality, inp.sample_rate_hz, source, skipped)
+                   tuple(names), inp.modality, sample_rate_hz or inp.sample_rate_hz, source, len(skipped),
+                   tuple(notes), dict(label_map or {n: i for i, n in enumerate(names)}), tuple(skipped))
+
+
+DIGITS = tuple(str(i) for i in range(10))
 
 
 @register_source("builtin")
 def _builtin(spec: BuiltinData, inp: InputSpec, base: Path, seed: int, classes: int | None) -> Dataset:
     from sklearn.datasets import load_digits
 
+    check_classes(DIGITS, classes, "builtin:digits")
     d = load_digits()
     x = (d.images / 16.0).astype(np.float32)[..., None]  # [N, 8, 8, 1] in [0, 1]
     y = d.target.astype(np.int64)
     x_tr, y_tr, x_te, y_te = split_val(x, y, 0.2, TEST_SEED)
-    return _finish(x_tr, y_tr, x_te, y_te, [str(i) for i in range(10)], inp, seed, spec.val_fraction,
-                   "builtin:digits (scikit-learn)")
+    return _finish(x_tr, y_tr, x_te, y_te, DIGITS, inp, seed, spec.val_fraction, "builtin:digits (scikit-learn)",
+                   where="builtin:digits")
 
 
 def _shape_to(x: np.ndarray, inp: InputSpec, where: str) -> np.ndarray:
@@ -89,140 +153,199 @@ def _shape_to(x: np.ndarray, inp: InputSpec, where: str) -> np.ndarray:
     return x.astype(np.float32)
 
 
-@register_source("arrays")
-def _arrays(spec: ArraysData, inp: InputSpec, base: Path, seed: int, classes: int | None) -> Dataset:
-    path = Path(spec.path) if Path(spec.path).is_absolute() else base / spec.path
-    if path.suffix.lower() == ".csv":
-        return _csv(spec, path, inp, seed, classes)
+_SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _read_npz(path: Path, *, labels_only: bool = False) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` (only labels and class names with ``labels_only``), names checked."""
     try:
         with np.load(path, allow_pickle=False) as d:
             files = set(d.files)
-            arrays = {k: d[k] for k in files}
+            if not ({"x", "y"} <= files or set(_SPLIT_KEYS) <= files):
+                raise DataError(f"{path}: expected arrays x_train, y_train, x_test, y_test (or x, y); "
+                                f"given {', '.join(sorted(files)) or 'none'}.")
+            keep = {k for k in files if k.startswith("y") or k == "class_names"} if labels_only else files
+            return {k: d[k] for k in keep}
+    except DataError:
+        raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc}).") from exc
-    names = [str(c) for c in arrays["class_names"]] if "class_names" in arrays else None
-    n_cls = classes or (len(names) if names else None)
-    if {"x_train", "y_train", "x_test", "y_test"} <= files:
-        parts = {k: arrays[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-    elif {"x", "y"} <= files:
-        y_all = check_labels(arrays["y"], n_cls, f"{path}[y]")
-        xa, ya, xb, yb = split_val(arrays["x"], y_all, spec.test_fraction, TEST_SEED)
-        parts = {"x_train": xa, "y_train": ya, "x_test": xb, "y_test": yb}
+
+
+def _label_arrays(arrays: dict[str, np.ndarray], path: Path) -> dict[str, np.ndarray]:
+    keys = ("y_train", "y_test") if {"y_train", "y_test"} <= set(arrays) else ("y",)
+    return {k: arrays[k] for k in keys}
+
+
+def _class_names(arrays: dict[str, np.ndarray]) -> list[str] | None:
+    if "class_names" not in arrays:
+        return None
+    return [c.decode(errors="replace") if isinstance(c, bytes) else str(c) for c in arrays["class_names"].ravel()]
+
+
+@register_source("arrays")
+def _arrays(spec: ArraysData, inp: InputSpec, base: Path, seed: int, classes: int | None) -> Dataset:
+    path = _abs(spec.path, base)
+    if path.suffix.lower() == ".csv":
+        return _csv(spec, path, inp, seed, classes)
+    arrays = _read_npz(path)
+    split = set(_SPLIT_KEYS) <= set(arrays)
+    xs = {k: arrays[k] for k in (("x_train", "x_test") if split else ("x",))}
+    for xk, yk in (("x_train", "y_train"), ("x_test", "y_test")) if split else (("x", "y"),):
+        if len(xs[xk]) != len(arrays[yk]):
+            raise DataError(f"{path}: {xk} has {len(xs[xk])} samples but {yk} has {len(arrays[yk])} labels; "
+                            "they must match one to one.")
+    ys, names, label_map = map_labels(_label_arrays(arrays, path), class_names=_class_names(arrays), where=str(path))
+    check_classes(names, classes, str(path))
+    if split:
+        if len(ys["y_train"]) == 0:
+            raise DataError(f"{path}: x_train and y_train hold 0 samples.")
+        x_tr = _shape_to(xs["x_train"], inp, f"{path}[x_train]")
+        x_te = _shape_to(xs["x_test"], inp, f"{path}[x_test]") if len(xs["x_test"]) else xs["x_test"]
+        y_tr, y_te = ys["y_train"], ys["y_test"]
     else:
-        raise DataError(f"{path}: expected arrays x_train, y_train, x_test, y_test (or x, y); "
-                        f"given {', '.join(sorted(files)) or 'none'}.")
-    for split in ("train", "test"):
-        if len(parts[f"x_{split}"]) != len(parts[f"y_{split}"]):
-            raise DataError(f"{path}: x_{split} has {len(parts[f'x_{split}'])} samples but y_{split} has "
-                            f"{len(parts[f'y_{split}'])} labels.")
-    y_tr = check_labels(parts["y_train"], n_cls, f"{path}[y_train]")
-    y_te = check_labels(parts["y_test"], n_cls, f"{path}[y_test]")
-    n = n_cls or int(max(y_tr.max(initial=0), y_te.max(initial=0)) + 1)
-    x_tr = _shape_to(parts["x_train"], inp, f"{path}[x_train]")
-    x_te = _shape_to(parts["x_test"], inp, f"{path}[x_test]")
-    if not np.isfinite(x_tr).all() or not np.isfinite(x_te).all():
-        raise DataError(f"{path}: x contains NaN or infinite values.")
-    sr = float(arrays["sample_rate_hz"]) if "sample_rate_hz" in arrays else inp.sample_rate_hz
-    ds = _finish(x_tr, y_tr, x_te, y_te, names or [str(i) for i in range(n)], inp, seed, spec.val_fraction,
-                 f"arrays:{path.name}")
-    return Dataset(**{**ds.__dict__, "sample_rate_hz": sr})
+        if len(ys["y"]) == 0:
+            raise DataError(f"{path}: x and y hold 0 samples.")
+        x_all = _shape_to(xs["x"], inp, f"{path}[x]")
+        x_tr, y_tr, x_te, y_te = split_val(x_all, ys["y"], spec.test_fraction, TEST_SEED, names=names,
+                                           where=str(path), part="test", need=MIN_PER_CLASS)
+    for name, x in (("x_train", x_tr), ("x_test", x_te)):
+        bad = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).sum()) if len(x) else 0
+        if bad:
+            raise DataError(f"{path}: {bad} of {len(x)} samples of {name if split else 'x'} contain NaN or "
+                            "infinite values.")
+    sr = float(arrays["sample_rate_hz"]) if "sample_rate_hz" in arrays else None
+    return _finish(x_tr, y_tr, x_te, y_te, names, inp, seed, spec.val_fraction, f"arrays:{path.name}",
+                   where=str(path), label_map=label_map, sample_rate_hz=sr)
 
 
 def _csv(spec: ArraysData, path: Path, inp: InputSpec, seed: int, classes: int | None) -> Dataset:
-    try:
-        with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: not a readable CSV file ({exc}).") from exc
-    if not rows or spec.label_column not in rows[0]:
-        raise DataError(f"{path}: expected a header with a '{spec.label_column}' column (set task.data.label_column).")
-    feats = [c for c in rows[0] if c != spec.label_column]
-    try:
-        x = np.array([[float(r[c]) for c in feats] for r in rows], dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{path}: every feature must be a number ({exc}).") from exc
-    labels = [r[spec.label_column] for r in rows]
-    names = sorted(set(labels), key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
-    y = np.array([names.index(v) for v in labels], dtype=np.int64)
+    col = spec.label_column
+    table = read_table(path, required=[col], nonempty=[col])
+    feats = [i for i, c in enumerate(table.header) if c != col]
+    x = np.empty((len(table.rows), len(feats)), dtype=np.float32)
+    for r, (row, line) in enumerate(zip(table.rows, table.lines, strict=True)):
+        for j, i in enumerate(feats):
+            try:
+                x[r, j] = float(row[i])
+            except ValueError:
+                raise DataError(f"{path}: line {line}, column '{table.header[i]}': every feature must be a number; "
+                                f"given {row[i]!r}.") from None
+    bad = np.flatnonzero(~np.isfinite(x).all(axis=1)) if x.size else np.array([], int)
+    if len(bad):
+        raise DataError(f"{path}: {len(bad)} of {len(x)} samples contain NaN or infinite features (lines "
+                        f"{', '.join(str(table.lines[i]) for i in bad[:5])}{', ...' if len(bad) > 5 else ''}).")
+    ys, names, label_map = map_labels({col: np.array(table.column(col))}, where=str(path))
+    check_classes(names, classes, str(path))
     shape = list(inp.shape or [len(feats)])
     if int(np.prod(shape)) != len(feats):
         raise DataError(f"{path}: {len(feats)} feature columns do not fill task.input.shape {shape}.")
     x = x.reshape(len(x), *shape)
-    check_labels(y, classes, f"{path}[{spec.label_column}]")
-    xa, ya, xb, yb = split_val(x, y, spec.test_fraction, TEST_SEED)
+    xa, ya, xb, yb = split_val(x, ys[col], spec.test_fraction, TEST_SEED, names=names, where=str(path),
+                               part="test", need=MIN_PER_CLASS)
     return _finish(_shape_to(xa, inp, str(path)), ya, _shape_to(xb, inp, str(path)), yb, names, inp, seed,
-                   spec.val_fraction, f"arrays:{path.name}")
+                   spec.val_fraction, f"arrays:{path.name}", where=str(path), label_map=label_map)
+
+
+class Unreadable(Exception):
+    """A sample file that decodes to nothing usable (truncated, empty); skipped and counted like a corrupt file."""
 
 
 def _folder_items(spec: FolderData, root: Path, exts: tuple[str, ...]) -> list[tuple[Path, str, str | None]]:
     """(file, label, split) triples from a manifest or from class subfolders."""
     if spec.manifest:
-        man = root / spec.manifest
-        try:
-            with man.open(newline="") as f:
-                rows = list(csv.DictReader(f))
-        except (OSError, UnicodeDecodeError, csv.Error) as exc:
-            raise DataError(f"{man}: not a readable CSV manifest ({exc}).") from exc
-        for col in (spec.path_column, spec.label_column):
-            if rows and col not in rows[0]:
-                raise DataError(f"{man}: no '{col}' column; columns are {', '.join(rows[0])} "
-                                "(set task.data.path_column / label_column).")
-        return [(root / r[spec.path_column], r[spec.label_column], r.get(spec.split_column) or None) for r in rows]
+        table = read_table(root / spec.manifest, required=[spec.path_column, spec.label_column],
+                           nonempty=[spec.path_column, spec.label_column], what="CSV manifest",
+                           setting="task.data.path_column / label_column")
+        split = table.header.index(spec.split_column) if spec.split_column in table.header else None
+        ip, il = table.header.index(spec.path_column), table.header.index(spec.label_column)
+        return [(root / r[ip], r[il], (r[split] or None) if split is not None else None) for r in table.rows]
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder; expected a folder of class subfolders (or set task.data.manifest).")
     items = []
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
-        items += [(f, d.name, None) for f in sorted(d.rglob("*")) if f.suffix.lower() in exts]
+        items += [(f, d.name, None) for f in sorted(d.rglob("*")) if f.suffix.lower() in exts and f.is_file()]
     if not items:
-        raise DataError(f"{root}: no class subfolders with {'/'.join(exts)} files and no manifest.")
+        raise DataError(f"{root}: no class subfolders with {'/'.join(exts)} files (0 files found) and no manifest.")
     return items
 
 
 def _read_folder(spec: FolderData, inp: InputSpec, base: Path, seed: int, classes: int | None,
                  reader: Callable[[Path], np.ndarray], exts: tuple[str, ...]) -> Dataset:
-    root = Path(spec.path) if Path(spec.path).is_absolute() else base / spec.path
+    root = _abs(spec.path, base)
     items = _folder_items(spec, root, exts)
-    labels = sorted({lab for _, lab, _ in items}, key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
-    if classes is not None and len(labels) != classes:
-        raise DataError(f"{root}: found {len(labels)} labels ({', '.join(labels[:12])}) but task.classes is {classes}.")
+    labels = tuple(sorted({lab for _, lab, _ in items}, key=label_sort_key))
+    check_classes(labels, classes, str(root))  # before decoding any file
+    index = {lab: i for i, lab in enumerate(labels)}
     xs: dict[str, list[np.ndarray]] = {"train": [], "test": []}
     ys: dict[str, list[int]] = {"train": [], "test": []}
-    skipped = 0
+    skipped: list[tuple[str, str]] = []
     for f, lab, split in items:
         try:
             arr = reader(f)
         except DataError:
             raise
         except Exception as exc:
+            why = str(exc) if isinstance(exc, Unreadable) else f"{type(exc).__name__}: {exc}"
             if not spec.skip_corrupt:
-                raise DataError(f"{f}: cannot be read ({type(exc).__name__}: {exc}); fix or remove it, or set "
+                raise DataError(f"{f}: cannot be read ({why}); fix or remove it, or set "
                                 "task.data.skip_corrupt: true to skip and count such files.") from exc
-            skipped += 1
-            log.warning("skipping unreadable file %s: %s", f, exc)
+            skipped.append((str(f), why))
+            log.warning("skipping unreadable file %s: %s", f, why)
             continue
         part = "test" if (split or "").lower() in ("test", "testing") else "train"
         xs[part].append(arr)
-        ys[part].append(labels.index(lab))
+        ys[part].append(index[lab])
     if skipped:
-        log.warning("%d unreadable files skipped under %s", skipped, root)
-    x_tr = np.stack(xs["train"]) if xs["train"] else np.zeros((0,))
-    y_tr = np.array(ys["train"], dtype=np.int64)
+        log.warning("%d of %d files under %s were unreadable and skipped (task.data.skip_corrupt)", len(skipped),
+                    len(items), root)
+    if not xs["train"] and not xs["test"]:
+        raise DataError(f"{root}: all {len(items)} files were unreadable and skipped ({skipped[0][0]}: "
+                        f"{skipped[0][1]}{', ...' if len(skipped) > 1 else ''}); no data left.")
+    found = np.bincount(np.array(ys["train"] + ys["test"], dtype=np.int64), minlength=len(labels))
+    empty = [lab for lab, n in zip(labels, found, strict=True) if n == 0]
+    if empty:
+        raise DataError(f"{root}: {len(empty)} of {len(labels)} classes have no readable files left ("
+                        f"{', '.join(empty[:5])}); {len(skipped)} files were skipped as unreadable.")
+    where = str(root)
+    if not xs["train"]:
+        raise DataError(f"{where}: every readable file is in the test split ({len(xs['test'])} samples); "
+                        "the training split is empty.")
+    x_tr, y_tr = np.stack(xs["train"]), np.array(ys["train"], dtype=np.int64)
     if xs["test"]:
         x_te, y_te = np.stack(xs["test"]), np.array(ys["test"], dtype=np.int64)
     else:
-        x_tr, y_tr, x_te, y_te = split_val(x_tr, y_tr, spec.test_fraction, TEST_SEED)
+        x_tr, y_tr, x_te, y_te = split_val(x_tr, y_tr, spec.test_fraction, TEST_SEED, names=labels, where=where,
+                                           part="test", need=MIN_PER_CLASS)
     return _finish(x_tr, y_tr, x_te, y_te, labels, inp, seed, spec.val_fraction, f"{spec.source}:{root.name}",
-                   skipped)
+                   where=where, skipped=skipped)
+
+
+def _read_wav(f: Path) -> tuple[int, np.ndarray]:
+    """``scipy.io.wavfile.read``, refusing truncated files (a valid header with less data than it declares)."""
+    from scipy.io import wavfile
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", wavfile.WavFileWarning)
+        rate, raw = wavfile.read(f)
+    for w in caught:
+        if "EOF" in str(w.message):
+            raise Unreadable(f"truncated WAV file: {w.message}")
+        log.debug("%s: %s", f, w.message)
+    if raw.size == 0:
+        raise Unreadable("WAV file with no audio samples")
+    return rate, raw
 
 
 @register_source("audio-folder")
 def _audio_folder(spec: FolderData, inp: InputSpec, base: Path, seed: int, classes: int | None) -> Dataset:
-    from scipy.io import wavfile
     from scipy.signal import resample_poly
 
     sr = int(inp.sample_rate_hz or 16000)
     n = round(sr * (inp.duration_s or 1.0))
 
     def read(f: Path) -> np.ndarray:
-        rate, raw = wavfile.read(f)
+        rate, raw = _read_wav(f)
         scale = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2.0**31, np.dtype(np.uint8): 128.0}
         data = raw.astype(np.float32)
         if raw.dtype == np.uint8:
@@ -242,7 +365,7 @@ def _audio_folder(spec: FolderData, inp: InputSpec, base: Path, seed: int, class
             out[start:start + len(data)] = data
         return out
 
-    return _read_folder(spec, inp, base, seed, classes, read, (".wav",))
+    return _read_folder(spec, inp, base, seed, classes, read, _EXTS["audio-folder"])
 
 
 @register_source("image-folder")
@@ -257,4 +380,4 @@ def _image_folder(spec: FolderData, inp: InputSpec, base: Path, seed: int, class
             arr = np.asarray(im, dtype=np.float32) / 255.0
         return arr[..., None] if c == 1 else arr
 
-    return _read_folder(spec, inp, base, seed, classes, read, (".png", ".jpg", ".jpeg", ".bmp"))
+    return _read_folder(spec, inp, base, seed, classes, read, _EXTS["image-folder"])
