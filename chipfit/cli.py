@@ -430,6 +430,15 @@ def _print_run(report: Any, run: Any) -> None:
         if fa is not None:
             rob.add_row("[b]mean / worst[/]", "", f"{_fmt(fa.mean)} / {_fmt(fa.worst)}")
         out.print(rob)
+    if report.tflm is not None:
+        t = report.tflm
+        if not t.loaded:
+            out.print(f"[red]TFLM cannot run the exported model.tflite[/]: {escape(t.failure or '')}", highlight=False)
+        else:
+            flag = " [red](gap over 1 point)[/]" if t.flagged else ""
+            out.print(f"TFLM (tflite-micro, reference kernels) on the test split: accuracy {_fmt(t.accuracy_tflm)} vs "
+                      f"ONNX Runtime int8 {_fmt(t.accuracy_onnxruntime)}, predictions agree on "
+                      f"{_fmt(t.agreement)}{flag}", highlight=False)
     if report.verdict != "PASS":
         out.print(f"[red]no model holds every budget[/]{': ' + escape(report.reason) if report.reason else ''}; "
                   f"binding: {', '.join(report.binding or ['-'])}", highlight=False)

@@ -31,7 +31,7 @@ from chipfit.errors import ChipfitError, UsageError
 from chipfit.logging import LOG_FILE, get_logger, log_to_file
 from chipfit.pricing import Pricer
 from chipfit.runlock import owns_run
-from chipfit.runreport import RunReport, load_report
+from chipfit.runreport import RunReport, TflmCheck, load_report
 from chipfit.search.callbacks import SearchCallbacks
 from chipfit.search.selection import Selection, pareto, select
 from chipfit.space import SearchSpace, create_space
@@ -275,12 +275,50 @@ class Run:
 
     @owns_run
     def report(self, *, export: bool = True) -> RunReport:
-        """Finalise (report.json), export every format available here, and write report.html."""
+        """Finalise (report.json), export every format available here, run the exported .tflite through TFLM,
+        and write report.html."""
         report = self.finalize()
         if export and report.best is not None:
             self.export("all", strict=False)
+            check = self.check_tflm()
+            if check is not None:
+                report = report.model_copy(update={"tflm": check})
+                report.save(self.dir / "report.json")
+                if (self.dir / "best" / "manifest.json").is_file():
+                    self.export("manifest")  # the manifest embeds the final report
         self.render(report)
         return report
+
+    def check_tflm(self) -> TflmCheck | None:
+        """The exported ``best/model.tflite`` on the test split through TFLM, beside ONNX Runtime's int8 model;
+        None when there is no .tflite or tflite-micro is not installed."""
+        import importlib.util
+
+        tfl = self.dir / "best" / "model.tflite"
+        if not tfl.is_file() or importlib.util.find_spec("tflite_micro") is None:
+            return None
+        import numpy as np
+
+        from chipfit.measure.tflm import evaluate_tflite
+        from chipfit.quantize.int8 import predict_onnx
+        from chipfit.runtime.preprocess import Preprocessor
+
+        data = self.dataset
+        x = Preprocessor.load(self.dir / "best" / "preprocess.json")(data.x_test)
+        if not len(x):
+            return TflmCheck(loaded=False, failure="the test split is empty", flagged=True)
+        ref = predict_onnx(self.dir / "best" / "model.int8.onnx", x)
+        acc_ort = float(np.mean(ref == data.y_test))
+        try:
+            with self.logging():
+                ev = evaluate_tflite(tfl, x, data.y_test, reference=ref)
+        except Exception as exc:  # the model TFLM cannot run is a finding of the run, not a crash
+            log.warning("TFLM could not run the exported model: %s", exc)
+            return TflmCheck(loaded=False, failure=f"{type(exc).__name__}: {exc}", accuracy_onnxruntime=acc_ort,
+                             flagged=True)
+        gap = abs(ev.accuracy - acc_ort) * 100
+        return TflmCheck(loaded=True, samples=ev.n, accuracy_tflm=ev.accuracy, accuracy_onnxruntime=acc_ort,
+                         agreement=ev.agreement, gap_points=gap, flagged=gap > 1.0)
 
 
 def create_run(contract: Contract | str | Path, *, out: str | Path | None = None, resume: bool = False) -> Run:

@@ -149,6 +149,24 @@ class ClosestCandidate(_Record):
     violations: dict[str, float]
 
 
+class TflmCheck(_Record):
+    """The exported ``.tflite`` run through TFLM's interpreter (the reference kernels an MCU runs; CMSIS-NN is
+    bit-exact with them) on the test split, beside ONNX Runtime's int8 accuracy on the same split."""
+
+    loaded: bool  # False: TFLM could not run the exported model (``failure`` says why)
+    failure: str | None = None
+    samples: int = 0
+    accuracy_tflm: float | None = None
+    accuracy_onnxruntime: float | None = None
+    agreement: float | None = None  # share of test predictions equal to ONNX Runtime's int8 model's
+    gap_points: float | None = None  # |TFLM - ONNX Runtime| accuracy, in percentage points
+    flagged: bool = False  # the gap is over 1 point, or TFLM could not run the model
+    source: str = "measured: tflite-micro interpreter (reference kernels), one sample at a time, test split"
+
+    _finite = field_validator("accuracy_tflm", "accuracy_onnxruntime", "agreement", "gap_points",
+                              mode="before")(_finite)
+
+
 class RunReport(_Record):
     """What a finished run concluded. Written to ``report.json``; read back with :func:`load_report`."""
 
@@ -177,6 +195,7 @@ class RunReport(_Record):
     field_accuracy: FieldSummary | None = None
     dataset: DatasetSummary | None = None
     classes: list[str] = []
+    tflm: TflmCheck | None = None  # the exported .tflite under TFLM (None: no .tflite, or tflite-micro absent)
 
     _finite = field_validator("test_accuracy_int8", "test_accuracy_float", mode="before")(_finite)
 
@@ -265,5 +284,5 @@ def report_schema() -> dict[str, Any]:
 
 
 __all__ = ["REPORT_VERSION", "BestSummary", "BudgetRow", "ClosestCandidate", "DatasetSummary", "FieldSummary",
-           "MeasuredRow", "MeasurementFailure", "ParetoPoint", "ReportError", "RobustnessRow", "RunReport",
+           "MeasuredRow", "MeasurementFailure", "ParetoPoint", "ReportError", "RobustnessRow", "RunReport", "TflmCheck",
            "load_report", "parse_report", "report_schema"]

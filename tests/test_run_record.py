@@ -138,3 +138,18 @@ def test_an_unexpected_error_is_one_line_with_the_trace_in_the_run_log(finished_
     assert len(lines) == 1 and "RuntimeError: planted failure" in lines[0] and "run.log" in lines[0]
     assert "Traceback" not in res.output
     assert "planted failure" in (run_dir / "run.log").read_text() and "Traceback" in (run_dir / "run.log").read_text()
+
+
+def test_the_report_carries_the_tflm_accuracy_and_agreement(finished_run):
+    import importlib.util
+
+    if importlib.util.find_spec("tflite_micro") is None or importlib.util.find_spec("litert_torch") is None:
+        pytest.skip("tflite-micro or litert-torch is not installed (pip install -e '.[tflm,tflite]')")
+    report = load_report(finished_run[0])
+    t = report.tflm
+    assert t is not None and t.loaded, t
+    assert t.samples == report.dataset.test and 0.0 <= t.accuracy_tflm <= 1.0
+    assert t.accuracy_onnxruntime == pytest.approx(report.test_accuracy_int8, abs=1e-12)
+    assert t.agreement is not None and t.agreement >= 0.9
+    assert t.flagged == (t.gap_points > 1.0)
+    assert "int8 numerics under TFLM" in (finished_run[0] / "report.html").read_text()

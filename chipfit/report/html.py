@@ -154,6 +154,19 @@ def render(run_dir: Path, report: RunReport, *, contract: Contract, target: Targ
             [_td(_e(r.condition)), _td(_fmt(r.severity), "num"), _td(_fmt(r.accuracy), "num")] for r in rob])]
     else:
         parts.append("<h2>Robustness</h2><p>No field conditions were evaluated for this run.</p>")
+    # the exported .tflite under TFLM
+    if report.tflm is not None:
+        t = report.tflm
+        if not t.loaded:
+            parts.append(f"<h2>TFLM</h2><p class='FAIL'>TFLM cannot run the exported model.tflite: {_e(t.failure)}</p>")
+        else:
+            cls = "FAIL" if t.flagged else "PASS"
+            parts += ["<h2>int8 numerics under TFLM</h2>", _table(
+                ["runtime", "test accuracy", "agreement with ONNX Runtime", "gap"],
+                [[_td("TFLM (tflite-micro, reference kernels)"), _td(_fmt(t.accuracy_tflm), "num"),
+                  _td(_fmt(t.agreement), "num"), _td(f"{_fmt(t.gap_points)} points", cls)],
+                 [_td("ONNX Runtime (int8 ONNX)"), _td(_fmt(t.accuracy_onnxruntime), "num"), _td("-"), _td("-")]],
+                "tflm-table"), f"<p><small>{_e(t.source)}; a gap over 1 point is flagged</small></p>"]
     # predicted vs measured
     meas = report.measured
     if meas:
