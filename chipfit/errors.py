@@ -89,3 +89,9 @@ class MeasurementError(ChipfitError):
 
 class ExportError(ChipfitError):
     """An exporter could not write an artifact."""
+
+
+class ModelFileError(GraphError, MeasurementError, UsageError):
+    """A model file the user gave that chipfit cannot use: empty (0 bytes), not ONNX/TFLite, no graph, inputs
+    without a shape. A usage error (exit 2); also a GraphError and a MeasurementError, so code that reads graphs
+    or measures models and catches those keeps working."""

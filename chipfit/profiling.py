@@ -15,7 +15,7 @@ from typing import Any
 from chipfit.budgets import BudgetCheck, check_budgets
 from chipfit.contract.schema import Contract, InputSpec
 from chipfit.cost.model import Cost, CostModel
-from chipfit.errors import GraphError
+from chipfit.errors import GraphError, ModelFileError
 from chipfit.graph import load_graph
 from chipfit.graph.opgraph import OpGraph
 from chipfit.targets.registry import create_target, pin_runtime
@@ -103,9 +103,9 @@ def load_model_graph(model: str | Path | Any, *, input_shape: tuple[int, ...] | 
     if isinstance(model, str | Path):
         p = Path(model)
         if p.exists():
-            raise GraphError(f"unsupported model file '{p.name}': expected .onnx or .tflite.")
-        raise GraphError(f"'{model}' is neither a model file (.onnx, .tflite) nor a reference architecture "
-                         f"({', '.join(reference_names())}).")
+            raise ModelFileError(f"unsupported model file '{p.name}': expected .onnx or .tflite.")
+        raise ModelFileError(f"'{model}' is neither a model file (.onnx, .tflite) nor a reference architecture "
+                             f"({', '.join(reference_names())}).")
     from chipfit.graph import from_torch
 
     if input_shape is None:
@@ -128,6 +128,8 @@ def profile(model: str | Path | Any, *, target: str | Path | Target = "host", ru
 
         classes = len(peek_classes(contract))  # the data's classes: the head the contract's model would have
     graph, fe_ops, fe_ram = load_model_graph(model, input_shape=input_shape, num_classes=classes)
+    if not graph.nodes:  # never judge (or pass) a model that was not read
+        raise ModelFileError(f"'{model}' has no operators chipfit can cost (an empty graph); nothing to profile.")
     cm = cost_model or CostModel()
     cost = cm.estimate(graph, t, dtype=dtype or (contract.dtype if contract else "int8"),
                        frontend_ops=fe_ops, frontend_ram_bytes=fe_ram)

@@ -133,7 +133,7 @@ def test_bad_model_files(tmp_path):
     with pytest.raises(GraphError, match="unsupported model file"):
         load_graph(tmp_path / "model.pt")
     res = CliRunner().invoke(app, ["profile", str(junk), "--target", "rp2040"])
-    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert res.exit_code == 2 and "Traceback" not in res.output  # a bad model file is a usage error
 
 
 def test_unsupported_op_is_reported(tmp_path):

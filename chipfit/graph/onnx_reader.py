@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from chipfit.errors import GraphError
+from chipfit.errors import GraphError, ModelFileError
 from chipfit.graph.opgraph import Node, OpClass, OpGraph, TensorInfo, finalize
 
 _ONNX_DTYPES = {1: "float32", 10: "float16", 3: "int8", 2: "uint8", 6: "int32", 7: "int64", 5: "int16", 9: "bool"}
@@ -35,14 +35,39 @@ def _load(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
         return model
     path = Path(model)
     if not path.is_file():
-        raise GraphError(f"ONNX model not found: expected a file at '{path}'. Check the path.")
+        raise ModelFileError(f"ONNX model not found: expected a file at '{path}'. Check the path.")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"'{path}' is empty (0 bytes); expected an ONNX model, e.g. from torch.onnx.export. "
+                             "Was the export interrupted?")
     try:
         return onnx.load(str(path))
     except Exception as exc:
-        raise GraphError(
+        raise ModelFileError(
             f"'{path}' is not a readable ONNX model ({type(exc).__name__}: {exc}). "
             "Expected a protobuf .onnx file, e.g. from torch.onnx.export."
         ) from exc
+
+
+def _check_structure(mo: onnx.ModelProto, label: str) -> None:
+    """Refuse what cannot be costed before any inference: no graph, no nodes, inputs without a static shape."""
+    g = mo.graph
+    inits = {t.name for t in g.initializer}
+    inputs = [i for i in g.input if i.name not in inits]
+    missing = [what for what, n in (("nodes", len(g.node)), ("inputs", len(inputs)), ("outputs", len(g.output)))
+               if n == 0]
+    if missing:
+        raise ModelFileError(f"'{label}' has an empty ONNX graph (no {', no '.join(missing)}: {len(g.node)} nodes, "
+                             f"{len(inputs)} inputs, {len(g.output)} outputs); expected a model exported with its "
+                             "graph, e.g. by torch.onnx.export.")
+    for inp in inputs:
+        tt = inp.type.tensor_type
+        if not inp.type.HasField("tensor_type"):
+            raise ModelFileError(f"ONNX input '{inp.name}' of '{label}' is not a tensor; chipfit costs models whose "
+                                 "inputs are tensors of a fixed shape.")
+        if not tt.HasField("shape") or len(tt.shape.dim) == 0:
+            raise ModelFileError(f"ONNX input '{inp.name}' of '{label}' has no shape ({len(tt.shape.dim)} "
+                                 "dimensions declared); export with a fixed input shape, e.g. torch.onnx.export(model, "
+                                 "torch.zeros(1, 3, 32, 32), ...).")
 
 
 def from_onnx(model: str | Path | onnx.ModelProto, *, name: str | None = None) -> OpGraph:
@@ -58,7 +83,7 @@ def from_onnx(model: str | Path | onnx.ModelProto, *, name: str | None = None) -
     mo = _load(model)
     label = name or (Path(model).stem if isinstance(model, str | Path) else mo.graph.name or "onnx")
     mo = onnx.ModelProto.FromString(mo.SerializeToString())
-    inits = {t.name: t for t in mo.graph.initializer}
+    _check_structure(mo, label)
     for inp in mo.graph.input:
         dims = inp.type.tensor_type.shape.dim
         if dims and (dims[0].dim_param or dims[0].dim_value == 0):
@@ -67,7 +92,19 @@ def from_onnx(model: str | Path | onnx.ModelProto, *, name: str | None = None) -
     try:
         mo = onnx.shape_inference.infer_shapes(mo, strict_mode=False, data_prop=True)
     except Exception as exc:
-        raise GraphError(f"ONNX shape inference failed for '{label}': {exc}") from exc
+        raise ModelFileError(f"ONNX shape inference failed for '{label}': {exc}") from exc
+    try:
+        return _build(mo, label)
+    except GraphError:
+        raise
+    except (IndexError, KeyError, ValueError, TypeError, AttributeError) as exc:  # a corrupt graph, not a bug
+        raise ModelFileError(f"'{label}' is a malformed ONNX graph ({type(exc).__name__}: {exc}); expected a model "
+                             "that passes onnx.checker.check_model, e.g. from torch.onnx.export.") from exc
+
+
+def _build(mo: onnx.ModelProto, label: str) -> OpGraph:
+    """The OpGraph of a shape-inferred model."""
+    inits = {t.name: t for t in mo.graph.initializer}
     info: dict[str, TensorInfo] = {}
     for v in [*mo.graph.input, *mo.graph.value_info, *mo.graph.output]:
         tt = v.type.tensor_type
@@ -78,8 +115,9 @@ def from_onnx(model: str | Path | onnx.ModelProto, *, name: str | None = None) -
     graph_inputs = tuple(i.name for i in mo.graph.input if i.name not in inits)
     for gi in graph_inputs:
         if gi not in info or any(d <= 0 for d in info[gi].shape):
-            raise GraphError(f"ONNX input '{gi}' of '{label}' has a dynamic or unknown shape beyond the batch "
-                             "dimension; export with a fixed input size.")
+            raise ModelFileError(f"ONNX input '{gi}' of '{label}' has a dynamic or unknown shape beyond the batch "
+                                 f"dimension ({info[gi].shape if gi in info else 'none'}); export with a fixed input "
+                                 "size.")
     alias: dict[str, str] = {}
     nodes: list[Node] = []
     for i, n in enumerate(mo.graph.node):
@@ -101,8 +139,8 @@ def from_onnx(model: str | Path | onnx.ModelProto, *, name: str | None = None) -
                 nodes.append(Node(nname, OpClass.RESHAPE, n.op_type, act_in[:1], (out,)))
             continue
         if out not in info:
-            raise GraphError(f"ONNX node '{nname}' ({n.op_type}) of '{label}': shape inference gave no shape "
-                             f"for its output '{out}'.")
+            raise ModelFileError(f"ONNX node '{nname}' ({n.op_type}) of '{label}': shape inference gave no shape "
+                                 f"for its output '{out}'; export with static shapes.")
         node = _node(n, nname, act_in, out, info, const_arr)
         nodes.append(node)
     outputs = tuple(alias.get(o.name, o.name) for o in mo.graph.output)

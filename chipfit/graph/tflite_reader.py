@@ -11,7 +11,7 @@ from pathlib import Path
 
 import tflite
 
-from chipfit.errors import GraphError
+from chipfit.errors import GraphError, ModelFileError
 from chipfit.graph.opgraph import Node, OpClass, OpGraph, TensorInfo, finalize
 
 _CODE_NAMES = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
@@ -36,21 +36,25 @@ def from_tflite(path: str | Path, *, name: str | None = None) -> OpGraph:
 
     >>> from_tflite("missing.tflite")  # doctest: +IGNORE_EXCEPTION_DETAIL
     Traceback (most recent call last):
-    chipfit.errors.GraphError: TFLite model not found ...
+    chipfit.errors.ModelFileError: TFLite model not found ...
     """
     p = Path(path)
     if not p.is_file():
-        raise GraphError(f"TFLite model not found: expected a file at '{p}'. Check the path.")
+        raise ModelFileError(f"TFLite model not found: expected a file at '{p}'. Check the path.")
     buf = p.read_bytes()
+    if not buf:
+        raise ModelFileError(f"'{p}' is empty (0 bytes); expected a TFLite flatbuffer. Was the conversion "
+                             "interrupted?")
     if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise GraphError(f"'{p}' is not a TFLite flatbuffer (expected the 'TFL3' identifier at byte 4).")
+        raise ModelFileError(f"'{p}' is not a TFLite flatbuffer (expected the 'TFL3' identifier at byte 4; "
+                             f"the file has {len(buf):,} bytes).")
     try:
         model = tflite.Model.GetRootAsModel(buf, 0)
-        return _read(model, name or p.stem)
-    except GraphError:
-        raise
+        return _read(model, name or p.stem, len(buf))
+    except GraphError as exc:
+        raise ModelFileError(str(exc)) from exc
     except Exception as exc:
-        raise GraphError(f"'{p}' could not be parsed as TFLite ({type(exc).__name__}: {exc}).") from exc
+        raise ModelFileError(f"'{p}' could not be parsed as TFLite ({type(exc).__name__}: {exc}).") from exc
 
 
 def _opname(model: tflite.Model, index: int) -> str:
@@ -61,10 +65,20 @@ def _opname(model: tflite.Model, index: int) -> str:
     return _CODE_NAMES.get(builtin, f"OP_{builtin}")
 
 
-def _read(model: tflite.Model, label: str) -> OpGraph:
+def _read(model: tflite.Model, label: str, size: int) -> OpGraph:
     if model.SubgraphsLength() < 1:
         raise GraphError(f"TFLite model '{label}' has no subgraph.")
     sg = model.Subgraphs(0)
+    lengths = {"tensors": sg.TensorsLength(), "operators": sg.OperatorsLength(), "inputs": sg.InputsLength(),
+               "outputs": sg.OutputsLength(), "buffers": model.BuffersLength(),
+               "operator codes": model.OperatorCodesLength()}
+    for what, n in lengths.items():  # each entry takes 4 bytes at least: a larger count is a corrupt file
+        if n * 4 > size:
+            raise GraphError(f"TFLite model '{label}' is corrupt: it declares {n:,} {what} in {size:,} bytes.")
+    counts = {"operators": sg.OperatorsLength(), "inputs": sg.InputsLength(), "outputs": sg.OutputsLength()}
+    if not all(counts.values()):
+        raise GraphError(f"TFLite model '{label}' has an empty graph ("
+                         + ", ".join(f"{n} {k}" for k, n in counts.items()) + "); expected a converted model.")
     tinfo: dict[int, TensorInfo] = {}
     names: dict[int, str] = {}
     const: set[int] = set()
@@ -77,6 +91,10 @@ def _read(model: tflite.Model, label: str) -> OpGraph:
         if b is not None and (b.DataLength() > 0 or b.Size() > 0):
             const.add(i)
     inputs = tuple(names[sg.Inputs(i)] for i in range(sg.InputsLength()))
+    for i in range(sg.InputsLength()):
+        if not tinfo[sg.Inputs(i)].shape:
+            raise GraphError(f"TFLite input '{names[sg.Inputs(i)]}' of '{label}' has no shape (0 dimensions); "
+                             "convert with a fixed input shape.")
     outputs = tuple(names[sg.Outputs(i)] for i in range(sg.OutputsLength()))
     nodes: list[Node] = []
     weight_dtype = "float32"

@@ -15,7 +15,7 @@ with at least one subgraph.
 ('onnx', (1, 4))
 >>> inspect_model_bytes(b"hello", name="x.onnx")  # doctest: +IGNORE_EXCEPTION_DETAIL
 Traceback (most recent call last):
-chipfit.errors.MeasurementError: 'x.onnx' is not a model ...
+chipfit.errors.ModelFileError: 'x.onnx' is not a model ...
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chipfit.errors import MeasurementError
+from chipfit.errors import MeasurementError, ModelFileError
 
 MAX_INPUT_ELEMENTS = 2**26  # 64 M elements (256 MB of float32): a model asking for more is refused, not run
 _ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16", 11: "float64"}
@@ -61,8 +61,8 @@ class ModelFile:
         return out
 
 
-def _not_a_model(name: str, why: str) -> MeasurementError:
-    return MeasurementError(f"'{name}' is not a model chipfit can run: {why}. Expected an ONNX (.onnx) or TFLite "
+def _not_a_model(name: str, why: str) -> ModelFileError:
+    return ModelFileError(f"'{name}' is not a model chipfit can run: {why}. Expected an ONNX (.onnx) or TFLite "
                             "(.tflite) file, e.g. best/model.int8.onnx from a run.")
 
 
@@ -83,8 +83,8 @@ def _inspect_onnx(data: bytes, name: str) -> ModelFile:
                                    "file (onnx.save(model, path, save_as_external_data=False)).")
     try:
         onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as e:
-        first = str(e).strip().splitlines()[0][:300]
+    except (onnx.checker.ValidationError, ValueError) as e:  # ValueError: e.g. names that are not UTF-8
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
         raise _not_a_model(name, f"onnx.checker rejects it: {first}") from None
     inits = {t.name for t in g.initializer}
     inputs = []
@@ -92,6 +92,9 @@ def _inspect_onnx(data: bytes, name: str) -> ModelFile:
         if vi.name in inits:
             continue
         tt = vi.type.tensor_type
+        if not tt.HasField("shape") or not tt.shape.dim:
+            raise _not_a_model(name, f"ONNX input '{vi.name}' has no shape (0 dimensions declared); export with a "
+                                     "fixed input shape")
         dims = tuple(int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in tt.shape.dim)
         dtype = _ONNX_DTYPES.get(tt.elem_type)
         if dtype is None:
@@ -109,9 +112,14 @@ def _inspect_tflite(data: bytes, name: str) -> ModelFile:
         if m.SubgraphsLength() < 1:
             raise _not_a_model(name, "TFLite flatbuffer without a subgraph")
         sg = m.Subgraphs(0)
+        if sg.InputsLength() * 4 > len(data):  # each entry takes 4 bytes: a larger count is a corrupt file
+            raise _not_a_model(name, f"TFLite flatbuffer declares {sg.InputsLength():,} inputs in {len(data):,} bytes")
         inputs = []
         for k in range(sg.InputsLength()):
             t = sg.Tensors(sg.Inputs(k))
+            if not t.ShapeLength():
+                raise _not_a_model(name, f"TFLite input {k} has no shape (0 dimensions); convert with a fixed "
+                                         "input shape")
             shape = tuple(max(1, int(x)) for x in t.ShapeAsNumpy()) if t.ShapeLength() else ()
             dtype = _TFLITE_DTYPES.get(t.Type())
             if dtype is None:
@@ -132,7 +140,7 @@ def inspect_model_bytes(data: bytes, *, name: str = "model") -> ModelFile:
     if len(data) >= 8 and data[4:8] == b"TFL3":
         mf = _inspect_tflite(data, name)
     elif not data:
-        raise _not_a_model(name, "the file is empty")
+        raise _not_a_model(name, "the file is empty (0 bytes)")
     else:
         mf = _inspect_onnx(data, name)
     total = sum(int(np.prod(i.shape, dtype=np.float64)) for i in mf.inputs)
@@ -146,7 +154,7 @@ def inspect_model(path: str | Path, *, max_bytes: int | None = None) -> ModelFil
     """Read and validate a model file."""
     p = Path(path)
     if not p.is_file():
-        raise MeasurementError(f"no model file at '{p}': give the path to an .onnx or .tflite file.")
+        raise ModelFileError(f"no model file at '{p}': give the path to an .onnx or .tflite file.")
     size = p.stat().st_size
     if max_bytes is not None and size > max_bytes:
         raise MeasurementError(f"'{p.name}' is {size:,} bytes; the limit is {max_bytes:,}.")
