@@ -132,7 +132,7 @@ def test_audio_folder_with_manifest_resamples_and_pads(tmp_path):
 
 def test_label_count_mismatch_is_named(tmp_path):
     make_images(tmp_path / "imgs", classes=("a", "b", "c"), n=3)
-    with pytest.raises(ContractError, match="expected 3, the number of classes in the data .*given 5") as exc:
+    with pytest.raises(ContractError, match=r"expected 3, the number of classes in the data .*given 5") as exc:
         load_dataset(contract(tmp_path, {"source": "image-folder", "path": "imgs"},
                               {"modality": "image", "shape": [8, 8, 3]}, classes=5))
     (p,) = exc.value.problems
