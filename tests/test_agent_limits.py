@@ -102,6 +102,18 @@ def test_a_model_that_allocates_past_the_memory_limit_is_507_and_the_agent_stays
     assert_clean(a)
 
 
+def test_worker_peak_memory_is_its_own_not_its_parents():
+    import subprocess
+    import sys
+
+    ballast = bytearray(256 * MiB)  # this process holds 256 MiB when it starts the child
+    ballast[::4096] = b"\1" * len(ballast[::4096])
+    code = "from chipfit.agent.worker import peak_rss_bytes; print(peak_rss_bytes())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    del ballast
+    assert 0 < int(out.stdout) < 128 * MiB  # ru_maxrss would say > 256 MiB here (it counts the fork's copy)
+
+
 def test_memory_limit_must_leave_room_for_the_runtime():
     from chipfit.agent.server import AgentLimits, create_app
 

@@ -165,7 +165,11 @@ class AgentLimits:
         return int(self.max_memory_mb) * MiB
 
 
-CLOSE = {"Connection": "close"}  # on answers sent before the body was read to its end
+# On the 408s for a stalled upload (the client sends nothing more, so closing cannot cut off the answer). Other
+# answers sent before the body is read keep the connection open: closing it with the body unread would make the
+# kernel answer with a reset, and the client would see that instead of the answer; the protocol's drain deadline
+# (chipfit.agent.protocol) closes it if the rest of the body does not come.
+CLOSE = {"Connection": "close"}
 
 
 class _Reject(Exception):
@@ -531,10 +535,10 @@ def _refuse(agent: _Agent, why: str, quota: Quota, stage: str, client: str) -> _
                        f"this client ({client}) already has {quota.held[client]} requests {stage}; the agent lets "
                        f"each client hold at most {lim.per_client} at once, so that one client cannot keep the "
                        "others waiting. Wait for an answer before sending more.",
-                       {"Retry-After": agent.retry_after(quota.held[client]), **CLOSE})
+                       {"Retry-After": agent.retry_after(quota.held[client])})
     return _Reject(503, "busy", f"{quota.count()} requests are {stage} (the agent runs {lim.max_concurrent} "
                                 f"measurements at once, queues {lim.max_queue} and receives {lim.max_uploads} "
-                                "uploads at once); retry later.", {"Retry-After": agent.retry_after(), **CLOSE})
+                                "uploads at once); retry later.", {"Retry-After": agent.retry_after()})
 
 
 async def _measure(agent: _Agent, request: Request) -> JSONResponse:

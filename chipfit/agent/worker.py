@@ -69,7 +69,15 @@ def apply_memory_limit(limit_bytes: int | None) -> int | None:
 
 
 def peak_rss_bytes() -> int | None:
-    """This process's peak resident memory so far (Linux reports KiB, macOS bytes)."""
+    """This process's peak resident memory so far: ``VmHWM`` on Linux (``ru_maxrss`` there also counts the
+    parent's memory at the fork that made this process), ``ru_maxrss`` elsewhere (macOS reports bytes)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
     except ImportError:  # pragma: no cover - not POSIX
