@@ -61,7 +61,8 @@ def _errors(run_dir: Path | None = None, doing: str = "") -> Iterator[None]:
             for p in exc.problems:
                 err.print("  " + p.format(), markup=False, highlight=False, soft_wrap=True)
         else:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=False)
+            err.print("[bold red]error:[/]", end=" ", highlight=False)
+            err.print(str(exc), highlight=False, soft_wrap=True, markup=False)
         raise typer.Exit(EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAIL) from None
     except Exception as exc:  # a bug or an environment failure: one line, the trace in a file
         if _STATE["debug"]:
@@ -430,6 +431,11 @@ def _print_run(report: Any, run: Any) -> None:
         if fa is not None:
             rob.add_row("[b]mean / worst[/]", "", f"{_fmt(fa.mean)} / {_fmt(fa.worst)}")
         out.print(rob)
+    ds = report.dataset
+    if ds is not None and ds.skipped:
+        shown = ", ".join(ds.skipped_files[:3]) if ds.skipped_files else ""
+        out.print(f"[yellow]{ds.skipped} data files skipped[/] (skip_corrupt: true){': ' + escape(shown) if shown else ''}"
+                  f"{' …' if len(ds.skipped_files) > 3 else ''}; all are listed in report.json", highlight=False)
     if report.tflm is not None:
         t = report.tflm
         if not t.loaded:
