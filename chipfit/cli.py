@@ -434,8 +434,9 @@ def _print_run(report: Any, run: Any) -> None:
     ds = report.dataset
     if ds is not None and ds.skipped:
         shown = ", ".join(ds.skipped_files[:3]) if ds.skipped_files else ""
-        out.print(f"[yellow]{ds.skipped} data files skipped[/] (skip_corrupt: true){': ' + escape(shown) if shown else ''}"
-                  f"{' …' if len(ds.skipped_files) > 3 else ''}; all are listed in report.json", highlight=False)
+        more = " …" if len(ds.skipped_files) > 3 else ""
+        out.print(f"[yellow]{ds.skipped} data files skipped[/] (skip_corrupt: true)"
+                  f"{': ' + escape(shown) if shown else ''}{more}; all are listed in report.json", highlight=False)
     if report.tflm is not None:
         t = report.tflm
         if not t.loaded:
