@@ -46,7 +46,7 @@ def test_an_older_report_is_migrated_and_a_newer_or_broken_one_is_a_clear_error(
         parse_report({**data, "report_version": REPORT_VERSION + 1})
     with pytest.raises(ReportError, match="not a valid chipfit report"):
         parse_report({**data, "verdict": "MAYBE"})
-    with pytest.raises(ReportError, match="no report.json"):
+    with pytest.raises(ReportError, match=r"no report\.json"):
         load_report(tmp_path)
 
 
