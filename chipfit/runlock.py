@@ -63,7 +63,9 @@ class Owner:
 
     @classmethod
     def me(cls) -> Owner:
-        cmd = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
+        prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+        prog = "chipfit" if prog in ("cli.py", "__main__.py") else prog
+        cmd = " ".join([prog, *sys.argv[1:]])
         return cls(os.getpid(), socket.gethostname(),
                    dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), cmd[:300])
 
