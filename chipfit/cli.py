@@ -543,6 +543,15 @@ def agent_cmd(
     max_queue: Annotated[int, typer.Option(min=0, help="Requests waiting; more get 503.")] = 8,
     timeout_s: Annotated[float, typer.Option(min=0.1, help="Seconds per measurement before it is killed.")] = 120.0,
     threads: Annotated[int, typer.Option(min=1, help="Runtime threads per measurement.")] = 1,
+    max_memory_mb: Annotated[int | None, typer.Option(min=64, help="Address-space cap of the measuring process "
+                                                      "(default: 1024 MiB or half the RAM); past it: 507.")] = None,
+    per_client: Annotated[int, typer.Option(min=1, help="Uploads and queue places one client address may hold; "
+                                                        "more get 429.")] = 2,
+    max_uploads: Annotated[int, typer.Option(min=1, help="Uploads in progress at once; more get 503.")] = 8,
+    header_timeout_s: Annotated[float, typer.Option(min=0.1, help="Seconds for a request's headers to arrive "
+                                                                  "before 408 and close.")] = 10.0,
+    body_timeout_s: Annotated[float, typer.Option(min=0.1, help="Seconds an upload may stall before 408 and "
+                                                                "close.")] = 10.0,
 ) -> None:
     """Serve this device to other machines: they send model files, the agent measures them here."""
     import logging
@@ -569,7 +578,9 @@ def agent_cmd(
     err.print(f"chipfit agent listening on http://{host}:{port} (Ctrl-C to stop)", highlight=False)
     with _errors():
         serve(host, port, token_file, max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_models=max_models,
-              max_concurrent=max_concurrent, max_queue=max_queue, timeout_s=timeout_s, threads=threads)
+              max_concurrent=max_concurrent, max_queue=max_queue, timeout_s=timeout_s, threads=threads,
+              per_client=per_client, max_uploads=max_uploads, header_timeout_s=header_timeout_s,
+              body_timeout_s=body_timeout_s, **({"max_memory_mb": max_memory_mb} if max_memory_mb else {}))
 
 
 @app.command("measure")
