@@ -54,7 +54,7 @@ def test_second_resume_on_a_live_run_exits_2_and_the_first_finishes(tmp_path, di
     nothing; the first, continued, finishes with exactly ``trials`` candidates."""
     import yaml
 
-    contract = digits_contract(tmp_path, trials=4, epochs=2, rung_epochs=1, time_budget_s=600)
+    contract = digits_contract(tmp_path, trials=4, epochs=1, rung_epochs=1, time_budget_s=600)
     doc = yaml.safe_load(contract.read_text())
     doc.setdefault("measure", {}).update(calibrate=False, finalists=0)
     contract.write_text(yaml.safe_dump(doc))
