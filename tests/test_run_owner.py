@@ -48,6 +48,7 @@ def test_second_owner_refuses_while_first_lives_and_takes_over_when_dead(tmp_pat
     assert (tmp_path / OWNER_FILE).read_text() == ""  # released cleanly
 
 
+@pytest.mark.slow
 def test_second_resume_on_a_live_run_exits_2_and_the_first_finishes(tmp_path, digits_contract):
     """Two real processes: the first is paused (SIGSTOP) once it has recorded a candidate, so it is alive
     and owns the run whatever the machine's load; the second ``--resume`` must refuse with exit 2 and touch

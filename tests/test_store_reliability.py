@@ -245,6 +245,7 @@ def test_resume_retries_environment_failures_and_keeps_candidate_failures(tmp_pa
     assert asked == {params["environment"][1], xi}  # the same configs are evaluated again, first
 
 
+@pytest.mark.slow
 def test_memory_error_during_training_is_retried_on_resume(tmp_path, tiny_contract, monkeypatch):
     """A candidate that ran out of memory is recorded FAILED (environment) and the run goes on; a resume
     trains it again, and the run ends with exactly ``trials`` candidates, each key once."""
@@ -287,6 +288,7 @@ def _wait_for_records(path: Path, n: int, proc: subprocess.Popen, timeout: float
     pytest.fail(f"no {n} records in {path} after {timeout} s")
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_with_a_torn_line(tmp_path, tiny_contract):
     """A real tiny run killed with SIGKILL after its first record, its last line then cut at a random byte
     (a kill mid-write); the resume repairs it, keeps every complete record once and finishes the run."""
@@ -324,6 +326,7 @@ def _can_unshare(where: Path) -> bool:
     return r.returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="user and mount namespaces are Linux's")
 def test_disk_full_stops_with_one_line_and_resume_finishes(tmp_path, tiny_contract):
     """A real ``chipfit run`` on a 96 KiB tmpfs: it stops with one clear line (exit 1, no traceback), the
