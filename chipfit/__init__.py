@@ -1,7 +1,7 @@
 """chipfit: constraint-first edge AI. State the deployment budgets; get models that hold them.
 
-The public names below are imported lazily, so ``import chipfit.runtime`` on a device pulls in numpy, scipy
-and the inference runtime only.
+The public names below are imported lazily, so ``import chipfit.runtime`` on a device pulls in numpy, scipy,
+pydantic and the inference runtime only.
 
 >>> import chipfit
 >>> "stm32h743" in chipfit.list_targets("stm32*")

@@ -1,6 +1,6 @@
 """``Predictor``: the device-side runtime. Loads a manifest and its model, preprocesses raw input exactly as
-training did, runs ONNX Runtime or LiteRT, and returns labels or probabilities. Needs numpy, scipy and the
-runtime only (no torch), so it runs on a Raspberry Pi.
+training did, runs ONNX Runtime or LiteRT, and returns labels or probabilities. Needs numpy, scipy, pydantic
+(the typed manifest and run report) and the runtime only (no torch), so it runs on a Raspberry Pi.
 
 >>> from chipfit.runtime import Predictor
 >>> Predictor("runs/missing")  # doctest: +IGNORE_EXCEPTION_DETAIL
