@@ -23,7 +23,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports  # layering: no import cycles; runtime without torch/optuna/onnx; cost without measure
-	$(PY) -m pytest -q -n 2 --doctest-modules chipfit tests
+	$(PY) -m pytest -q -n 2 --durations=15 --doctest-modules chipfit tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

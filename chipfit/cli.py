@@ -364,7 +364,9 @@ def run_cmd(
     with _errors():
         run = Run.load(contract) if resume and contract.is_dir() else Run.create(contract, out=out, resume=resume)
     assert run is not None
-    with _errors(run.dir, f"the run in {run.dir}"):
+    from chipfit.runlock import hold
+
+    with _errors(run.dir, f"the run in {run.dir}"), hold(run.dir):  # one owner from the search to the report
         progress = _RichProgress(enabled=not as_json)
         try:
             with progress:

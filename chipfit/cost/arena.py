@@ -15,7 +15,7 @@ Two levels:
   takes: the head (the plan, including kernel scratch buffers) and the tail (allocator objects, eval tensors,
   node structs, builtin params, kernel op data, per-channel multipliers and shifts, the input/output
   ``TfLiteTensor`` s), for the reference kernels or CMSIS-NN, on a 32-bit Arm MCU or on x86-64 (the
-  ``tflite-micro`` Python interpreter, which checks the model: see ``tests/test_tflm.py``).
+  ``tflite-micro`` Python interpreter, which checks the model: see ``tests/measure/test_tflm.py``).
 
 >>> from chipfit.cost.arena import Buffer, plan
 >>> p = plan([Buffer("a", 10, 0, 0), Buffer("b", 1, 0, 1), Buffer("c", 10, 1, 1)])
@@ -174,7 +174,7 @@ class Abi:
     ``ARM_DEFAULT_SHORT_ENUMS``). ``x86_64``: the ``tflite-micro`` Python wheel. Both were read off the pinned
     headers by compiling ``bench/tflm_struct_sizes.cc`` (``g++ -std=c++17 -DTF_LITE_STATIC_MEMORY``, plus
     ``-m32 -malign-double -fshort-enums`` for ``arm32``); the x86-64 figures are checked against TFLM's own
-    recording allocator in ``tests/test_tflm.py``.
+    recording allocator in ``tests/measure/test_tflm.py``.
     """
 
     name: str

@@ -22,7 +22,7 @@ from chipfit.graph import from_onnx, from_tflite, load_graph
 from chipfit.measure.modelfile import inspect_model, inspect_model_bytes
 from chipfit.profiling import profile
 
-BASELINE_TFLITE = Path(__file__).parents[1] / "chipfit" / "measure" / "data" / "baseline.tflite"
+BASELINE_TFLITE = Path(__file__).resolve().parents[2] / "chipfit" / "measure" / "data" / "baseline.tflite"
 FUZZ = settings(max_examples=int(os.environ.get("CHIPFIT_FUZZ_EXAMPLES", "60")), deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 

@@ -12,7 +12,7 @@ import yaml
 import chipfit
 from chipfit.cost.calibration import Calibration
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 pytestmark = pytest.mark.slow

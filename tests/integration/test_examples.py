@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from chipfit import check_contract, load_contract
 from chipfit.cli import app
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SHARED_PREFIX = "../../shared/data"
 ALL = sorted(p.name for p in EXAMPLES.glob("*.yaml"))
 

@@ -20,7 +20,7 @@ from chipfit.data.sources import load_dataset
 from chipfit.run import load_run
 from chipfit.runtime.preprocess import Preprocessor
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 SEARCH = {"trials": 8, "epochs": 6, "rung_epochs": 2, "time_budget_s": 600}

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from chipfit.cli import app
 from chipfit.runreport import REPORT_VERSION, ReportError, RunReport, load_report, parse_report, report_schema
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_report_json_round_trips_through_run_report(finished_run):

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from chipfit.cli import app
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 SEARCH = {"trials": 8, "epochs": 5, "rung_epochs": 2, "threads": 1}

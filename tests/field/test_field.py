@@ -20,7 +20,7 @@ from chipfit.robustness.evaluate import field_cases
 from chipfit.runtime.drift import DriftMonitor, DriftReference
 from chipfit.runtime.preprocess import Preprocessor
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RAW = {"image": (6, 16, 16, 3), "audio": (6, 8000), "series": (6, 100, 6)}
 
 

@@ -38,7 +38,7 @@ from chipfit.measure.modelfile import ModelFile, inspect_model_bytes
 TOKEN = "test-token-0123456789abcdef"
 QUICK = {"rounds": 1, "runs": 3, "warmup": 1}
 QUICK_SPEC = json.dumps(QUICK)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def conv_model(c: int = 32, k: int = 64, hw: int = 56, name: str = "conv.onnx") -> ModelFile:

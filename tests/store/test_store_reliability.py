@@ -33,7 +33,7 @@ from chipfit.store import (
     repair_tail,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = {"trials": 3, "epochs": 1, "rung_epochs": 1, "time_budget_s": 600}
 
 

@@ -16,7 +16,7 @@ import pytest
 from chipfit.errors import UsageError
 from chipfit.runlock import OWNER_FILE, RunInUseError, hold, owner_of
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HOLDER = ("import sys, chipfit.runlock as L\n"
           "with L.hold(sys.argv[1]):\n    print('held', flush=True)\n    sys.stdin.read()\n")
 

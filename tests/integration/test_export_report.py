@@ -18,7 +18,7 @@ from chipfit.cli import app
 from chipfit.data.sources import load_dataset
 from chipfit.runtime import Predictor
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "build" / "test-artifacts"
 HAS_LITERT_TORCH = importlib.util.find_spec("litert_torch") is not None
 
