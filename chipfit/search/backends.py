@@ -55,9 +55,10 @@ class TrainJob:
 
 
 def _failed(job: TrainJob, why: str, t0: float) -> CandidateRecord:
+    """A training whose worker died (killed, out of memory): the environment failed, not the candidate, so a
+    resume retries it."""
     return CandidateRecord(**job.base, state="FAILED", reason=why, wall_seconds=time.monotonic() - t0,
-                           **({"failure_kind": "environment"} if "failure_kind" in CandidateRecord.__dataclass_fields__
-                              else {}))
+                           failure_kind="environment")
 
 
 class Backend(ABC):
