@@ -3,6 +3,21 @@
 Registered sources: ``builtin`` (scikit-learn's digits), ``arrays`` (.npz or .csv), ``image-folder`` and
 ``audio-folder`` (class subfolders or a CSV manifest). Every problem names the file and what is wrong.
 
+Each source brings its samples into the canonical range of :mod:`chipfit.data.dataset` and states, in
+``Dataset.raw``, what a raw sample was and the scaling it applied (it ships in the recipe, so the device-side
+Predictor takes raw sensor values):
+
+=================  ==========================================  =================  ================
+source             raw sample                                  range              scale
+=================  ==========================================  =================  ================
+builtin digits     ``load_digits().images[i][..., None]``       0-16 (nominal)     1/16
+image-folder       uint8 pixels as Pillow decodes the file      0-255 (nominal)    1/255
+image arrays       uint8, or floats above 1.5                   0-255 (nominal)    1/255
+image arrays       floats within [0, 1]                         0-1 (nominal)      1
+audio-folder       the WAV's PCM (int16, int32, uint8, float)   its full scale     1/32768, ...
+audio, series      arrays as given                              min-max (observed) 1
+=================  ==========================================  =================  ================
+
 >>> from chipfit import load_contract
 >>> ds = load_dataset(load_contract("examples/digits.yaml"))
 >>> ds.x_train.shape[1:], ds.num_classes, len(ds.y_test)
@@ -14,11 +29,13 @@ from __future__ import annotations
 import warnings
 import zipfile
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from chipfit.contract.paths import absolute
 from chipfit.contract.schema import ArraysData, BuiltinData, Contract, FolderData, InputSpec
 from chipfit.data.dataset import Dataset, split_val
 from chipfit.data.validate import (
@@ -31,6 +48,7 @@ from chipfit.data.validate import (
 )
 from chipfit.errors import DataError
 from chipfit.logging import get_logger
+from chipfit.runtime.preprocess import RawInput
 
 log = get_logger(__name__)
 Loader = Callable[[Any, InputSpec, Path, int, "int | None"], Dataset]
@@ -92,13 +110,13 @@ def peek_classes(contract: Contract) -> tuple[str, ...]:
 
 
 def _abs(path: str, base: Path) -> Path:
-    return Path(path) if Path(path).is_absolute() else base / path
+    return absolute(path, base)  # the contract's path rule (a loaded contract's paths are absolute already)
 
 
 def _finish(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray, names: Sequence[str],
             inp: InputSpec, seed: int, val_fraction: float, source: str, *, where: str,
             label_map: dict[str, int] | None = None, skipped: Sequence[tuple[str, str]] = (),
-            sample_rate_hz: float | None = None) -> Dataset:
+            sample_rate_hz: float | None = None, raw: RawInput | None = None) -> Dataset:
     """Carve the validation split from train, check that no split is empty, note classes a split misses."""
     if len(y_te) == 0:
         raise DataError(f"{where}: the test split is empty (0 samples); give test samples, or let chipfit carve "
@@ -109,7 +127,7 @@ def _finish(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarr
     notes = coverage_notes(np.concatenate([y_tr, y_va]), y_te, names, where)
     return Dataset(x_tr.astype(np.float32), y_tr, x_va.astype(np.float32), y_va, x_te.astype(np.float32), y_te,
                    tuple(names), inp.modality, sample_rate_hz or inp.sample_rate_hz, source, len(skipped),
-                   tuple(notes), dict(label_map or {n: i for i, n in enumerate(names)}), tuple(skipped))
+                   tuple(notes), dict(label_map or {n: i for i, n in enumerate(names)}), tuple(skipped), raw)
 
 
 DIGITS = tuple(str(i) for i in range(10))
@@ -121,11 +139,39 @@ def _builtin(spec: BuiltinData, inp: InputSpec, base: Path, seed: int, classes: 
 
     check_classes(DIGITS, classes, "builtin:digits")
     d = load_digits()
-    x = (d.images / 16.0).astype(np.float32)[..., None]  # [N, 8, 8, 1] in [0, 1]
+    x = (d.images / DIGITS_RAW.range[1]).astype(np.float32)[..., None]  # [N, 8, 8, 1] in [0, 1]; raw is 0-16
     y = d.target.astype(np.int64)
     x_tr, y_tr, x_te, y_te = split_val(x, y, 0.2, TEST_SEED)
     return _finish(x_tr, y_tr, x_te, y_te, DIGITS, inp, seed, spec.val_fraction, "builtin:digits (scikit-learn)",
-                   where="builtin:digits")
+                   where="builtin:digits", raw=DIGITS_RAW)
+
+
+#: scikit-learn's digits as ``load_digits().images`` gives them: 8x8 grey levels 0-16 (float64)
+DIGITS_RAW = RawInput(shape=(8, 8, 1), layout="HWC", dtype="float64", range=(0.0, 16.0), scale=1 / 16,
+                      description="scikit-learn load_digits().images: 8x8 grey levels 0-16, with a channel axis",
+                      example="sklearn.datasets.load_digits().images[0][..., None]")
+
+
+def _image_scale(x: np.ndarray) -> float:
+    """The factor that brings image arrays to [0, 1]: 1/255 for uint8 or values above 1.5, else 1."""
+    return 1 / 255 if x.dtype == np.uint8 or x.max(initial=0) > 1.5 else 1.0
+
+
+def _arrays_raw(x: np.ndarray, inp: InputSpec, shape: tuple[int, ...], example: str) -> RawInput:
+    """What a raw sample of user arrays is: images 0-255 (scaled by 1/255) or [0, 1]; others as given."""
+    layout = {"image": "HWC", "series": "TC", "audio": "T"}[inp.modality]
+    dtype = str(x.dtype) if x.dtype.kind in "iuf" else "float32"
+    lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+    if inp.modality == "image":
+        if _image_scale(x) != 1.0:
+            return RawInput(shape, layout, dtype, (0.0, 255.0), "nominal", 1 / 255, description="8-bit pixel values "
+                            "0-255, scaled by 1/255 in training", example=example)
+        if lo >= 0 and hi <= 1:
+            return RawInput(shape, layout, dtype, (0.0, 1.0), "nominal", description="pixel values in [0, 1], "
+                            "as given", example=example)
+    return RawInput(shape, layout, dtype, (lo, hi), "observed", sample_rate_hz=inp.sample_rate_hz,
+                    description=f"{inp.modality} values as given (not scaled); the range is the training data's",
+                    example=example)
 
 
 def _shape_to(x: np.ndarray, inp: InputSpec, where: str) -> np.ndarray:
@@ -137,7 +183,7 @@ def _shape_to(x: np.ndarray, inp: InputSpec, where: str) -> np.ndarray:
             raise DataError(f"{where}: image arrays must be [N, H, W] or [N, H, W, C]; given shape {x.shape}.")
         if inp.shape and list(x.shape[1:]) != list(([*list(inp.shape), 1])[:3]):
             raise DataError(f"{where}: samples have shape {list(x.shape[1:])} but task.input.shape is {inp.shape}.")
-        if x.dtype == np.uint8 or x.max(initial=0) > 1.5:
+        if _image_scale(x) != 1.0:
             x = x.astype(np.float32) / 255.0
         return x.astype(np.float32)
     if inp.modality == "series":
@@ -215,8 +261,12 @@ def _arrays(spec: ArraysData, inp: InputSpec, base: Path, seed: int, classes: in
             raise DataError(f"{path}: {bad} of {len(x)} samples of {name if split else 'x'} contain NaN or "
                             "infinite values.")
     sr = float(arrays["sample_rate_hz"]) if "sample_rate_hz" in arrays else None
+    key = "x_train" if split else "x"
+    raw = _arrays_raw(xs[key], inp, tuple(x_tr.shape[1:]), f"numpy.load({path.name!r})[{key!r}][0]")
+    if sr is not None:
+        raw = replace(raw, sample_rate_hz=sr)
     return _finish(x_tr, y_tr, x_te, y_te, names, inp, seed, spec.val_fraction, f"arrays:{path.name}",
-                   where=str(path), label_map=label_map, sample_rate_hz=sr)
+                   where=str(path), label_map=label_map, sample_rate_hz=sr, raw=raw)
 
 
 def _csv(spec: ArraysData, path: Path, inp: InputSpec, seed: int, classes: int | None) -> Dataset:
@@ -243,8 +293,10 @@ def _csv(spec: ArraysData, path: Path, inp: InputSpec, seed: int, classes: int |
     x = x.reshape(len(x), *shape)
     xa, ya, xb, yb = split_val(x, ys[col], spec.test_fraction, TEST_SEED, names=names, where=str(path),
                                part="test", need=MIN_PER_CLASS)
-    return _finish(_shape_to(xa, inp, str(path)), ya, _shape_to(xb, inp, str(path)), yb, names, inp, seed,
-                   spec.val_fraction, f"arrays:{path.name}", where=str(path), label_map=label_map)
+    x_tr = _shape_to(xa, inp, str(path))
+    raw = _arrays_raw(xa, inp, tuple(x_tr.shape[1:]), f"one row of {path.name} without '{col}', as floats")
+    return _finish(x_tr, ya, _shape_to(xb, inp, str(path)), yb, names, inp, seed,
+                   spec.val_fraction, f"arrays:{path.name}", where=str(path), label_map=label_map, raw=raw)
 
 
 class Unreadable(Exception):
@@ -343,9 +395,11 @@ def _audio_folder(spec: FolderData, inp: InputSpec, base: Path, seed: int, class
 
     sr = int(inp.sample_rate_hz or 16000)
     n = round(sr * (inp.duration_s or 1.0))
+    dtypes: set[np.dtype] = set()
 
     def read(f: Path) -> np.ndarray:
         rate, raw = _read_wav(f)
+        dtypes.add(raw.dtype)
         scale = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2.0**31, np.dtype(np.uint8): 128.0}
         data = raw.astype(np.float32)
         if raw.dtype == np.uint8:
@@ -365,7 +419,24 @@ def _audio_folder(spec: FolderData, inp: InputSpec, base: Path, seed: int, class
             out[start:start + len(data)] = data
         return out
 
-    return _read_folder(spec, inp, base, seed, classes, read, _EXTS["audio-folder"])
+    ds = _read_folder(spec, inp, base, seed, classes, read, _EXTS["audio-folder"])
+    return replace(ds, raw=_pcm_raw(dtypes, sr, n))
+
+
+#: integer PCM formats: (range, scale, offset) such that raw * scale + offset is in [-1, 1]
+_PCM = {"int16": ((-32768.0, 32767.0), 1 / 32768, 0.0), "int32": ((-2.0**31, 2.0**31 - 1), 2.0**-31, 0.0),
+        "uint8": ((0.0, 255.0), 1 / 128, -1.0)}
+
+
+def _pcm_raw(dtypes: set[np.dtype], sr: int, n: int) -> RawInput:
+    """Raw audio as the WAV files hold it: their one integer PCM format, or float PCM in [-1, 1]."""
+    kind = str(next(iter(dtypes))) if len(dtypes) == 1 else "float32"
+    rng, scale, offset = _PCM.get(kind, ((-1.0, 1.0), 1.0, 0.0))
+    mixed = f" (the files mix {', '.join(sorted(str(d) for d in dtypes))}: give float PCM)" if len(dtypes) > 1 else ""
+    return RawInput((n,), "T", kind if kind in _PCM else "float32", rng, "nominal", scale, offset, float(sr),
+                    description=f"mono {kind} PCM at {sr} Hz, {n} samples (stereo averaged, resampled and "
+                    f"centre-padded or cropped to length as in training){mixed}",
+                    example="scipy.io.wavfile.read(path)[1]  # mono, at the sample rate, padded or cropped")
 
 
 @register_source("image-folder")
@@ -373,11 +444,17 @@ def _image_folder(spec: FolderData, inp: InputSpec, base: Path, seed: int, class
     from PIL import Image
 
     h, w, c = ([*list(inp.shape or [32, 32, 3]), 3])[:3]
+    mode = "L" if c == 1 else "RGB"
 
     def read(f: Path) -> np.ndarray:
         with Image.open(f) as im:
-            im = im.convert("L" if c == 1 else "RGB").resize((w, h))
+            im = im.convert(mode).resize((w, h))
             arr = np.asarray(im, dtype=np.float32) / 255.0
         return arr[..., None] if c == 1 else arr
 
-    return _read_folder(spec, inp, base, seed, classes, read, _EXTS["image-folder"])
+    ds = _read_folder(spec, inp, base, seed, classes, read, _EXTS["image-folder"])
+    raw = RawInput((h, w, 1 if c == 1 else 3), "HWC", "uint8", (0.0, 255.0), "nominal", 1 / 255,
+                   description=f"8-bit {mode} pixels 0-255 as Pillow decodes the file, resized to {w}x{h}",
+                   example=f"numpy.asarray(PIL.Image.open(path).convert({mode!r}).resize(({w}, {h})))"
+                   + ("[..., None]" if c == 1 else ""))
+    return replace(ds, raw=raw)
