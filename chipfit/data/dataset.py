@@ -1,6 +1,9 @@
 """The Dataset record every data source returns: train / val / test arrays in one canonical layout.
 
 Layouts (float32): image ``[N, H, W, C]`` in [0, 1]; audio ``[N, samples]`` in [-1, 1]; series ``[N, T, C]``.
+``raw`` (a :class:`~chipfit.runtime.preprocess.RawInput`) says what one sample was before the source scaled it
+into that range (the built-in digits: 0-16; 8-bit images: 0-255; int16 PCM), so the shipped recipe can take
+raw sensor values.
 Labels are int64 class indices into ``class_names``. The validation split is carved from train (seeded,
 stratified, at least two samples per class); the test split is only used for final figures.
 """
@@ -17,6 +20,7 @@ from sklearn.model_selection import train_test_split
 from chipfit.data.validate import MIN_TRAIN_PER_CLASS, check_per_class, held_out_size
 from chipfit.errors import DataError
 from chipfit.logging import get_logger
+from chipfit.runtime.preprocess import RawInput
 
 log = get_logger(__name__)
 
@@ -44,6 +48,7 @@ class Dataset:
     notes: tuple[str, ...] = field(default_factory=tuple)
     label_map: dict[str, int] = field(default_factory=dict)
     skipped_files: tuple[tuple[str, str], ...] = ()
+    raw: RawInput | None = None
 
     @property
     def num_classes(self) -> int:

@@ -1,16 +1,19 @@
-"""``manifest.json``: everything a device-side app needs to run the model exactly as chipfit did, and the
-provenance of the figures (chipfit version, contract hash, seeds, data fingerprint)."""
+"""``manifest.json``: everything a device-side app needs to run the model exactly as chipfit did — first the
+raw input contract (dtype, shape, layout, range and scaling of what the sensor gives, with an example) — and
+the provenance of the figures (chipfit version, contract hash, seeds, data fingerprint)."""
 
 from __future__ import annotations
 
 import hashlib
 import platform
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import onnx
 from onnx import numpy_helper
 
+from chipfit.errors import ExportError
 from chipfit.export.base import Exporter, register_exporter
 
 if TYPE_CHECKING:
@@ -76,10 +79,17 @@ class ManifestExporter(Exporter):
 
     def export(self, best: BestModel) -> list[Path]:
         import chipfit
-        from chipfit.runtime.manifest import Manifest
+        from chipfit.runtime.manifest import InputContract, Manifest
 
         best_dir = best.dir
         report = best.report
+        pre = best.preprocessor
+        if pre.raw is None:  # a recipe written before the raw input was stated: the data source states it now
+            pre = replace(pre, raw=best.dataset.raw)
+        raw = pre.raw
+        if raw is None:
+            raise ExportError(f"{best.run_dir}: the data source does not state its raw input (dtype, range, "
+                              "scaling), so the manifest cannot say what the Predictor takes; this is a chipfit bug.")
         files = {p.name: {"bytes": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
                  for p in sorted(best_dir.iterdir()) if p.suffix in (".onnx", ".tflite", ".c", ".h")}
         tfl = best_dir / "model.tflite"
@@ -88,8 +98,8 @@ class ManifestExporter(Exporter):
         manifest = Manifest(
             name=best.name,
             labels=list(best.classes),
-            input={"raw": best.contract.input_spec().model_dump(mode="json")},
-            preprocessing=best.preprocessor.to_dict(),
+            input=InputContract(modality=pre.modality, **raw.to_dict()),
+            preprocessing=pre.to_dict(),
             models={"onnx_fp32": "model.onnx", "onnx_int8": "model.int8.onnx",
                     "tflite_int8": "model.tflite" if tfl.exists() else None},
             quantization={"onnx_int8_input": onnx_input_quantization(best_dir / "model.int8.onnx"),

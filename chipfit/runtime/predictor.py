@@ -2,6 +2,18 @@
 training did, runs ONNX Runtime or LiteRT, and returns labels or probabilities. Needs numpy, scipy, pydantic
 (the typed manifest and run report) and the runtime only (no torch), so it runs on a Raspberry Pi.
 
+Raw input is what the sensor or file gives, as the manifest's ``input`` states it (``Predictor.input``): for
+the built-in digits, ``load_digits().images[i][..., None]`` with grey levels 0-16 — the recipe divides by 16 as
+training did. The input is checked first:
+
+- a wrong shape, or a non-numeric dtype, is an :class:`~chipfit.runtime.preprocess.InputError` (a
+  ``ValueError``) saying what was expected, e.g. "expected shape [8, 8, 1] (one sample) or [N, 8, 8, 1] (a
+  batch), layout HWC; given (64,)", and how to fix it;
+- values outside a *nominal* range (by more than 1 % of its width), or input that looks already scaled to
+  [0, 1] when raw values are 0-16 or 0-255, give an :class:`~chipfit.runtime.preprocess.InputRangeWarning`
+  naming the expected and the given range; with ``strict=True`` they are an ``InputError``. NaN or infinite
+  values are always an error. An *observed* range (float arrays, sensor series) is not enforced.
+
 >>> from chipfit.runtime import Predictor
 >>> Predictor("runs/missing")  # doctest: +IGNORE_EXCEPTION_DETAIL
 Traceback (most recent call last):
@@ -17,10 +29,8 @@ import numpy as np
 from chipfit.errors import ChipfitError
 from chipfit.runreport import RunReport
 from chipfit.runtime.drift import DriftMonitor, DriftReference, DriftStatus
-from chipfit.runtime.manifest import Manifest
-from chipfit.runtime.preprocess import Preprocessor
-
-_RAW_NDIM = {"image": 3, "audio": 1, "series": 2}
+from chipfit.runtime.manifest import InputContract, Manifest
+from chipfit.runtime.preprocess import Preprocessor, RawInput
 
 
 def _manifest_path(path: str | Path) -> Path:
@@ -32,15 +42,23 @@ def _manifest_path(path: str | Path) -> Path:
 
 
 class Predictor:
-    """Run a chipfit model on raw samples (one sample, or a batch with a leading dimension)."""
+    """Run a chipfit model on raw samples (one sample, or a batch with a leading dimension).
+
+    ``strict=True`` turns an out-of-range warning into an error (see the module docstring for the policy).
+    """
 
     def __init__(self, path: str | Path, *, backend: str = "onnxruntime", threads: int = 1,
-                 monitor: bool = True) -> None:
+                 monitor: bool = True, strict: bool = False) -> None:
         self.manifest_path = _manifest_path(path)
         self.dir = self.manifest_path.parent
         self.manifest = Manifest.load(self.manifest_path)
         self.report: RunReport = self.manifest.report  # what the run concluded, typed
+        self.input: InputContract = self.manifest.input  # what raw input is: dtype, shape, layout, range, example
+        self.strict = strict
         self.pre = Preprocessor.from_dict(self.manifest.preprocessing)
+        i = self.input
+        self.raw: RawInput = self.pre.raw or RawInput(tuple(i.shape), i.layout, i.dtype, i.range, i.range_kind,
+                                                      i.scale, i.offset, i.sample_rate_hz, i.description, i.example)
         self.labels: list[str] = list(self.manifest.labels)
         self.backend = backend
         self.monitor: DriftMonitor | None = None
@@ -88,12 +106,12 @@ class Predictor:
 
     # -- public API -----------------------------------------------------------------------------------------
     def _batch(self, raw: np.ndarray) -> tuple[np.ndarray, bool]:
-        raw = np.asarray(raw, np.float32)
-        single = raw.ndim == _RAW_NDIM[self.pre.modality]
-        return (raw[None] if single else raw), single
+        """Checked raw input -> (canonical float32 batch, whether one sample was given)."""
+        batch, single = self.raw.check(raw, strict=self.strict, where=f"Predictor({self.manifest.name!r}) input")
+        return self.raw.to_canonical(batch), single
 
     def logits_prepared(self, x: np.ndarray) -> np.ndarray:
-        """Logits for already-preprocessed network input."""
+        """Logits for already-preprocessed network input (``Predictor.pre.from_raw(raw)``; not checked)."""
         return self._run(np.ascontiguousarray(x, np.float32))
 
     def predict_proba(self, raw: np.ndarray) -> np.ndarray:

@@ -1,8 +1,22 @@
 """Preprocessing from raw samples to network input, in numpy only (the device-side Predictor reuses it).
 
-A :class:`Preprocessor` is fitted on the training split (normalisation statistics) for one candidate's
-input settings: image resolution, or the audio front-end (MFCC / log-mel), or nothing for series. Its
-``to_dict()`` is the exact recipe that ships in the manifest.
+Two steps, both in the shipped recipe:
+
+1. :class:`RawInput` says what one *raw* sample is — what the sensor or file gives (dtype, shape, layout, value
+   range) — and how the data source scaled it into chipfit's canonical range (``canonical = raw * scale +
+   offset``: images in [0, 1], audio in [-1, 1], series as given). The built-in digits are raw 0-16 values with
+   ``scale = 1/16``; 8-bit images 0-255 with ``1/255``; int16 PCM audio with ``1/32768``.
+2. A :class:`Preprocessor` is fitted on the (canonical) training split (normalisation statistics) for one
+   candidate's input settings: image resolution, or the audio front-end (MFCC / log-mel), or nothing for
+   series. ``pre(x)`` takes canonical data (as the trainer holds it); ``pre.from_raw(x)`` takes raw samples
+   (as the device gets them). Its ``to_dict()`` is the exact recipe that ships in the manifest.
+
+>>> raw = RawInput(shape=(8, 8, 1), layout="HWC", dtype="float64", range=(0.0, 16.0), scale=1 / 16)
+>>> float(raw.to_canonical(np.full((1, 8, 8, 1), 16.0)).max())
+1.0
+>>> raw.check(np.zeros(64))  # doctest: +IGNORE_EXCEPTION_DETAIL
+Traceback (most recent call last):
+chipfit.runtime.preprocess.InputError: expected shape [8, 8, 1] (one sample) or [N, 8, 8, 1] (a batch); given (64,) ...
 
 >>> import numpy as np
 >>> from chipfit.runtime.frontend import MfccFrontEnd, SpectralFrontEnd
@@ -15,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +37,136 @@ from typing import Any
 import numpy as np
 from scipy.fft import dct
 
+from chipfit.errors import ChipfitError
 from chipfit.runtime.frontend import MfccFrontEnd, SpectralFrontEnd
+
+
+class InputError(ChipfitError, ValueError):
+    """Raw input that does not match the model's input contract (shape, dtype, or range with ``strict=True``)."""
+
+
+class InputRangeWarning(UserWarning):
+    """Raw input outside the value range the model was trained on (filter it like any warning)."""
+
+
+#: values may leave the stated range by this fraction of its width before a warning (rounding, resampling)
+RANGE_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class RawInput:
+    """What one raw sample is and how it maps to the canonical range: ``canonical = raw * scale + offset``.
+
+    ``range`` is ``"nominal"`` when it is the full scale of the format (uint8 pixels 0-255, the digits' 0-16,
+    PCM): a value outside it means the input is not what the model was trained on, so :meth:`check` warns
+    (:class:`InputRangeWarning`) or, with ``strict``, raises. It is ``"observed"`` when it is only the min / max
+    of the training data (arrays of floats, sensor series): values outside it are possible in the field, so they
+    are logged by the drift monitor, not warned about. ``example`` is one line of Python giving one raw sample.
+    """
+
+    shape: tuple[int, ...]
+    layout: str
+    dtype: str = "float32"
+    range: tuple[float, float] | None = None
+    range_kind: str = "nominal"
+    scale: float = 1.0
+    offset: float = 0.0
+    sample_rate_hz: float | None = None
+    description: str = ""
+    example: str = ""
+
+    def to_canonical(self, x: np.ndarray) -> np.ndarray:
+        """Raw samples -> the canonical float32 values the network was trained on."""
+        x = np.asarray(x, np.float32)
+        if self.scale == 1.0 and self.offset == 0.0:
+            return x
+        out = np.multiply(x, np.float32(self.scale), dtype=np.float32)
+        if self.offset:
+            out += np.float32(self.offset)
+        return out
+
+    def from_canonical(self, x: np.ndarray) -> np.ndarray:
+        """Canonical values -> raw samples in ``dtype`` (rounded for integer dtypes): the inverse of the scaling."""
+        raw = (np.asarray(x, np.float64) - self.offset) / self.scale
+        dt = np.dtype(self.dtype)
+        if dt.kind in "iu":
+            info = np.iinfo(dt)
+            raw = np.clip(np.rint(raw), info.min, info.max)
+        return raw.astype(dt)
+
+    def expected(self) -> str:
+        dims = ", ".join(str(d) for d in self.shape)
+        return f"[{dims}] (one sample) or [N, {dims}] (a batch)"
+
+    def check(self, x: np.ndarray, *, strict: bool = False, where: str = "Predictor input") -> tuple[np.ndarray, bool]:
+        """Validate raw input against this contract; returns ``(batch, single)``.
+
+        Shape and dtype are errors (:class:`InputError`) that say what was expected; a value outside a nominal
+        range is an :class:`InputRangeWarning` (an :class:`InputError` with ``strict``), with a hint when the
+        input looks already scaled (e.g. digits divided by 16: pass the raw values, the recipe scales them).
+        """
+        arr = np.asarray(x)
+        if arr.dtype.kind not in "iuf":
+            raise InputError(f"{where}: expected numbers ({self.dtype}, {self.describe_range()}); given an array "
+                             f"of dtype {arr.dtype}. Convert it with np.asarray(x, np.{self.dtype}).")
+        shape = tuple(self.shape)
+        if arr.shape == shape:
+            batch, single = arr[None], True
+        elif arr.ndim == len(shape) + 1 and arr.shape[1:] == shape:
+            batch, single = arr, False
+        else:
+            hint, n = "", int(np.prod(shape))
+            k = len(shape) - 1
+            if k and shape[-1] == 1 and arr.ndim in (k, k + 1) and arr.shape[arr.ndim - k:] == shape[:-1]:
+                hint = " Add the channel axis: x[..., None]."
+            elif arr.size and arr.size % n == 0:
+                dims = ", ".join(str(d) for d in shape)
+                hint = (f" If it holds {arr.size // n} sample(s) in layout {self.layout}, reshape it: "
+                        f"x.reshape(-1, {dims}).")
+            raise InputError(f"{where}: expected shape {self.expected()}, layout {self.layout}; given "
+                             f"{arr.shape}.{hint}")
+        if batch.size and self.range is not None and self.range_kind == "nominal":
+            self._check_range(batch, strict=strict, where=where)
+        return batch, single
+
+    def describe_range(self) -> str:
+        if self.range is None:
+            return "any range"
+        lo, hi = self.range
+        return f"values in [{lo:g}, {hi:g}] ({self.range_kind})"
+
+    def _check_range(self, batch: np.ndarray, *, strict: bool, where: str) -> None:
+        lo, hi = self.range or (-np.inf, np.inf)
+        tol = RANGE_TOLERANCE * (hi - lo)
+        vmin, vmax = float(np.min(batch)), float(np.max(batch))
+        if not (np.isfinite(vmin) and np.isfinite(vmax)):
+            raise InputError(f"{where}: expected finite {self.describe_range()}; given NaN or infinite values.")
+        msg = ""
+        if vmin < lo - tol or vmax > hi + tol:
+            msg = (f"{where}: expected raw {self.describe_range()}; given values in [{vmin:g}, {vmax:g}]. Predictions "
+                   f"on such input are unreliable: pass what the sensor gives ({self.description or self.dtype}; the "
+                   f"recipe scales it by {self.scale:g} as in training).")
+        elif hi - lo >= 2 and lo >= 0 and 0 < vmax <= 1.0 and batch.dtype.kind == "f":
+            msg = (f"{where}: expected raw {self.describe_range()}; given values in [{vmin:g}, {vmax:g}], which look "
+                   f"already scaled to [0, 1]. Pass the raw values: the recipe multiplies by {self.scale:g} itself.")
+        if msg and strict:
+            raise InputError(msg)
+        if msg:
+            warnings.warn(msg, InputRangeWarning, stacklevel=5)  # the caller of Predictor.predict
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shape": list(self.shape), "layout": self.layout, "dtype": self.dtype,
+                "range": list(self.range) if self.range is not None else None, "range_kind": self.range_kind,
+                "scale": self.scale, "offset": self.offset, "sample_rate_hz": self.sample_rate_hz,
+                "description": self.description, "example": self.example}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RawInput:
+        rng = d.get("range")
+        return cls(tuple(int(v) for v in d["shape"]), str(d["layout"]), str(d.get("dtype", "float32")),
+                   (float(rng[0]), float(rng[1])) if rng is not None else None, str(d.get("range_kind", "nominal")),
+                   float(d.get("scale", 1.0)), float(d.get("offset", 0.0)), d.get("sample_rate_hz"),
+                   str(d.get("description", "")), str(d.get("example", "")))
 
 
 @functools.lru_cache(maxsize=32)
@@ -106,11 +250,13 @@ class Preprocessor:
     frontend: MfccFrontEnd | SpectralFrontEnd | None = None
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    raw: RawInput | None = None  # what a raw sample is and its scaling; None in recipes from before it was stated
 
     @classmethod
     def fit(cls, x_train: np.ndarray, modality: str, input_shape: tuple[int, ...], *,
-            sample_rate_hz: float | None = None, frontend: MfccFrontEnd | SpectralFrontEnd | None = None
-            ) -> Preprocessor:
+            sample_rate_hz: float | None = None, frontend: MfccFrontEnd | SpectralFrontEnd | None = None,
+            raw: RawInput | None = None) -> Preprocessor:
+        """Fit the normalisation on the canonical training split ``x_train`` (``raw`` says how it was scaled)."""
         bare = cls(modality, tuple(input_shape), sample_rate_hz, frontend)
         feats = bare._features(x_train[:2000])
         axes = tuple(i for i in range(feats.ndim) if i != 1)  # per channel (image, series) / per row (audio)
@@ -119,7 +265,7 @@ class Preprocessor:
         mean = feats.mean(axis=axes)
         std = feats.std(axis=axes) + 1e-6
         return cls(modality, tuple(input_shape), sample_rate_hz, frontend,
-                   tuple(float(v) for v in np.atleast_1d(mean)), tuple(float(v) for v in np.atleast_1d(std)))
+                   tuple(float(v) for v in np.atleast_1d(mean)), tuple(float(v) for v in np.atleast_1d(std)), raw)
 
     def _features(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, np.float32)
@@ -142,8 +288,12 @@ class Preprocessor:
         inv = (1.0 / np.asarray(self.std, np.float32)).reshape(shape)
         return inv, -mean * inv
 
+    def from_raw(self, x: np.ndarray) -> np.ndarray:
+        """Raw batch (as the sensor gives it, see :attr:`raw`) -> normalised float32 network input."""
+        return self(self.raw.to_canonical(x) if self.raw is not None else x)
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Raw batch -> normalised float32 network input."""
+        """Canonical batch (as the data source loads it) -> normalised float32 network input."""
         f = self._features(x)
         if not self.mean:
             return f.astype(np.float32, copy=False)
@@ -157,7 +307,8 @@ class Preprocessor:
                 "sample_rate_hz": self.sample_rate_hz,
                 "frontend": self._frontend_dict(),
                 "mean": list(self.mean), "std": list(self.std),
-                "layout": "NCHW" if len(self.input_shape) == 4 else "NCT"}
+                "layout": "NCHW" if len(self.input_shape) == 4 else "NCT",
+                "raw": self.raw.to_dict() if self.raw is not None else None}
 
     def _frontend_dict(self) -> dict[str, Any] | None:
         fe = self.frontend
@@ -175,8 +326,9 @@ class Preprocessor:
             frontend = SpectralFrontEnd(int(fe["bands"]))
         elif fe:
             frontend = MfccFrontEnd(fe["frame_ms"], fe["hop_ms"], fe["n_mels"], fe["n_mfcc"])
+        raw = RawInput.from_dict(d["raw"]) if d.get("raw") else None
         return cls(d["modality"], tuple(d["input_shape"]), d.get("sample_rate_hz"), frontend,
-                   tuple(d.get("mean", ())), tuple(d.get("std", ())))
+                   tuple(d.get("mean", ())), tuple(d.get("std", ())), raw)
 
     @classmethod
     def load(cls, path: str | Path) -> Preprocessor:
@@ -187,6 +339,4 @@ class Preprocessor:
         try:
             return cls.from_dict(json.loads(p.read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            from chipfit.errors import ChipfitError
-
             raise ChipfitError(f"{p}: not a readable preprocessing recipe ({type(exc).__name__}: {exc}).") from None

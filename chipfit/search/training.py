@@ -87,7 +87,8 @@ class CandidateTrainer:
         key = f"{shape}|{fe}"
         if key not in self._prepared:
             d = self.data
-            pre = Preprocessor.fit(d.x_train, d.modality, shape, sample_rate_hz=d.sample_rate_hz, frontend=fe)
+            pre = Preprocessor.fit(d.x_train, d.modality, shape, sample_rate_hz=d.sample_rate_hz, frontend=fe,
+                                  raw=d.raw)
             x_train, y_train = pre(d.x_train), d.y_train
             if self.c.field and self.s.augment and self.s.augment_rate > 0:
                 xa, ya = augment(d.x_train, d.y_train, self.c.field, rate=self.s.augment_rate,

@@ -59,8 +59,9 @@ def test_tflite_int8_agrees_with_onnx_int8(run_dir):
     assert inp["dtype"] == np.int8 and outp["dtype"] == np.int8  # full-integer, int8 I/O
     run = load_run(run_dir)
     data = load_dataset(run.contract)
-    ort_pred = Predictor(run_dir).predict(data.x_test)
-    lite_pred = Predictor(run_dir, backend="litert").predict(data.x_test)
+    raw = data.raw.from_canonical(data.x_test)  # the Predictor takes raw input (digits 0-16)
+    ort_pred = Predictor(run_dir).predict(raw)
+    lite_pred = Predictor(run_dir, backend="litert").predict(raw)
     agree = float((ort_pred == lite_pred).mean())
     assert agree >= 0.98, agree
 
@@ -81,11 +82,12 @@ def test_predictor_reproduces_test_accuracy_on_raw_inputs(run_dir):
     run = load_run(run_dir)
     data = load_dataset(run.contract)
     p = Predictor(run_dir / "best" / "manifest.json")
-    acc = float((p.predict(data.x_test) == data.y_test).mean())
+    raw = data.raw.from_canonical(data.x_test)
+    acc = float((p.predict(raw) == data.y_test).mean())
     assert acc == pytest.approx(report["test_accuracy_int8"], abs=1e-12)
-    one = p.predict(data.x_test[0])
-    assert isinstance(one, int) and p.label(data.x_test[0]) == p.labels[one]
-    assert p.predict_proba(data.x_test[:3]).sum(axis=1) == pytest.approx(np.ones(3), abs=1e-5)
+    one = p.predict(raw[0])
+    assert isinstance(one, int) and p.label(raw[0]) == p.labels[one]
+    assert p.predict_proba(raw[:3]).sum(axis=1) == pytest.approx(np.ones(3), abs=1e-5)
 
 
 def test_manifest_holds_recipe_and_provenance(run_dir):
