@@ -18,10 +18,11 @@ from chipfit.naming import did_you_mean
 
 
 def _registry() -> dict[str, type[Runtime]]:
+    from chipfit.measure.qemu import QemuRuntime
     from chipfit.measure.tflm import TflmCmsisNnRuntime, TflmRuntime
 
     return {"onnxruntime": OrtRuntime, "litert": LiteRtRuntime, "fake": FakeRuntime, "tflm": TflmRuntime,
-            "tflm-cmsis-nn": TflmCmsisNnRuntime}
+            "tflm-cmsis-nn": TflmCmsisNnRuntime, "qemu": QemuRuntime}
 
 
 def list_runtimes() -> list[str]:
@@ -31,8 +32,11 @@ def list_runtimes() -> list[str]:
 
 
 def create_runtime(name: str, **kw: Any) -> Runtime:
-    """A local runtime by name, e.g. ``create_runtime("onnxruntime", threads=1)``."""
+    """A local runtime by name, e.g. ``create_runtime("onnxruntime", threads=1)``; a board by name,
+    ``create_runtime("qemu:cortex-m4")`` (TFLM + CMSIS-NN firmware on an emulated core)."""
     reg = _registry()
+    if name.startswith("qemu:"):
+        return reg["qemu"](core=name.removeprefix("qemu:"), **kw)
     if name not in reg:
         raise UsageError(f"unknown runtime '{name}': expected one of {', '.join(sorted(reg))}."
                          + did_you_mean(name, reg))
