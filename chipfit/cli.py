@@ -608,6 +608,10 @@ def measure_cmd(
     runtime: Annotated[str | None, typer.Option("--runtime", "-r", help="Local runtime: onnxruntime, litert, tflm "
                                                 "or tflm-cmsis-nn (default: by the file's format); --memory with "
                                                 "tflm gives TFLM's arena on a 32-bit MCU.")] = None,
+    board: Annotated[str | None, typer.Option("--board", help="An emulated board: qemu:cortex-m4 (m3, m4, m7, "
+                                              "m33, m55): the model's TFLM + CMSIS-NN firmware under QEMU, in "
+                                              "instructions per op, with TFLM's arena and outputs checked "
+                                              "bit for bit.")] = None,
 ) -> None:
     """Time a model file with a real runtime, here or on a device agent; every figure is measured."""
     from chipfit.measure.modelfile import inspect_model
@@ -627,7 +631,9 @@ def measure_cmd(
         elif token_file is not None:
             raise UsageError("--token-file is used only with --agent URL; given --token-file alone.")
         mf = inspect_model(model)
-        if agent is None and runtime is not None:
+        if board is not None:
+            rt = _board_runtime(board, agent=agent, runtime=runtime)
+        elif agent is None and runtime is not None:
             from chipfit.measure.registry import create_runtime
 
             rt = create_runtime(runtime, threads=threads or 1)
@@ -657,7 +663,69 @@ def measure_cmd(
         table.add_row("energy / inference", "-" if m.energy_mj is None else f"{m.energy_mj:.4g} mJ",
                       escape(m.energy_method if m.energy_mj is None else f"{m.source} ({m.energy_method})"))
     out.print(table)
+    _print_ops(m)
     out.print(m.label(), highlight=False, markup=False, soft_wrap=True)
+
+
+def _board_runtime(board: str, *, agent: str | None, runtime: str | None) -> Any:
+    """The runtime of ``--board qemu:<core>`` (firmware on an emulated core)."""
+    from chipfit.measure.registry import create_runtime
+
+    if agent is not None or runtime is not None:
+        raise UsageError(f"--board {board} measures the firmware on that board; it does not combine with --agent or "
+                         "--runtime (give one of them).")
+    if not board.startswith("qemu:"):
+        raise UsageError(f"unknown board '{board}': expected qemu:<core> (qemu:cortex-m4; m3, m4, m7, m33, m55).")
+    return create_runtime(board)
+
+
+def _print_ops(m: Any) -> None:
+    """Per-operator instructions (or cycles) of a firmware measurement."""
+    ops = getattr(m, "ops", ())
+    if not ops:
+        return
+    unit = "cycles" if getattr(m, "cycles", None) else "instructions"
+    total = sum(n for _, n in ops) or 1
+    table = Table(title=f"{unit} per operator on {m.board or m.device} (measured)", title_justify="left")
+    for col in ("#", "op", unit, "share"):
+        table.add_column(col, justify="left" if col == "op" else "right")
+    for i, (op, n) in enumerate(ops):
+        table.add_row(str(i), op, f"{n:,}", f"{100 * n / total:.1f}%")
+    out.print(table)
+    if m.arena_bytes is not None:
+        out.print(f"arena: {m.arena_bytes:,} B (TFLM arena_used_bytes() on the 32-bit core); outputs "
+                  f"{'identical to the tflite-micro interpreter' if m.bit_exact else 'not checked'}",
+                  highlight=False)
+
+
+@app.command("firmware")
+def firmware_cmd(
+    model: Annotated[Path, typer.Argument(help="A .tflite file (int8).")],
+    core: Annotated[str, typer.Option("--core", help="cortex-m3, m4, m7, m33 or m55.")] = "cortex-m4",
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Project folder (default: "
+                                                 "<model>-<core>-firmware).")] = None,
+    serial: Annotated[bool, typer.Option("--serial", help="The serial-protocol build (a real board's UART) "
+                                         "instead of semihosting.")] = False,
+    arena_kb: Annotated[int | None, typer.Option("--arena-kb", min=1, help="Tensor arena to reserve.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the build's facts as JSON.")] = False,
+) -> None:
+    """Generate and build the model's firmware: TFLM + CMSIS-NN, the model as a C array and a harness that
+    times every operator, for one Cortex-M core (Arm GNU toolchain; `make farm` installs it)."""
+    from chipfit.firmware.build import build_firmware
+    from chipfit.firmware.cores import get_core
+
+    with _errors():
+        c = get_core(core)
+        dest = out_dir or Path(f"{model.stem}-{c.name}-firmware")
+        fw = build_firmware(model, c, out=dest, serial=serial, arena_size=arena_kb * 1024 if arena_kb else None)
+    if as_json:
+        _json({k: v for k, v in fw.to_dict().items() if k != "sources"})
+        return
+    out.print(f"built {fw.elf} for {fw.core} in {fw.build_s:.1f} s ({fw.compiled} objects compiled, {fw.reused} "
+              f"from the cache): flash {fw.flash_bytes:,} B, RAM {fw.ram_bytes:,} B (arena {fw.arena_size:,} B); "
+              f"ops {', '.join(dict.fromkeys(fw.ops))}", highlight=False, soft_wrap=True)
+    out.print(f"run it: cd {fw.project} && make run   (or chipfit measure {model} --board qemu:{fw.core})",
+              highlight=False, soft_wrap=True)
 
 
 def _record_windows(rt: Any, mf: Any, path: Path, inferences: int) -> None:
