@@ -182,7 +182,7 @@ class QemuRuntime(Runtime):
         return FirmwareMeasurement(
             model=m.name, runtime=self.describe(), device=self.device(), latency_ms=ms,
             estimator=(f"{run.instructions:,} instructions (QEMU -icount, deterministic) at {self.clock_mhz:g} MHz "
-                       f"and 1 cycle per instruction: a lower bound, not a board's latency"),
+                       f"and 1 cycle per instruction, not a board's latency"),
             p50_ms=ms, p90_ms=ms, p99_ms=ms, runs=1, peak_memory_bytes=run.arena_bytes,
             memory_method=(f"TFLM arena_used_bytes() on the 32-bit {self.core.name} (CMSIS-NN kernels), "
                            f"measured in the firmware"),
