@@ -59,12 +59,12 @@ def gcc_version() -> str:
 
 
 def tflm_source() -> Path:
-    """The TFLM + CMSIS-NN source tree: ``$CHIPFIT_TFLM_SRC``, else ``../shared/third_party/tflm`` beside the
-    repository (or the working directory)."""
+    """The TFLM + CMSIS-NN source tree: ``$CHIPFIT_TFLM_SRC`` when set (and only there), else
+    ``../shared/third_party/tflm`` beside the repository (or the working directory). Nothing is fetched: the
+    error says where to get the sources at the pinned commits."""
     env = os.environ.get("CHIPFIT_TFLM_SRC")
-    candidates = [Path(env)] if env else []
-    candidates += [Path(__file__).resolve().parents[3] / "shared" / "third_party" / "tflm",
-                   Path.cwd().parent / "shared" / "third_party" / "tflm"]
+    candidates = [Path(env)] if env else [Path(__file__).resolve().parents[3] / "shared" / "third_party" / "tflm",
+                                         Path.cwd().parent / "shared" / "third_party" / "tflm"]
     for c in candidates:
         if (c / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").is_file() and \
                 (c / "third_party" / "cmsis_nn" / "Include").is_dir():
