@@ -41,9 +41,13 @@ class BudgetReach:
     best: float | None
     best_config: dict[str, Any] | None
     reachable: bool | None  # None = pending (accuracy)
-    holding: int  # candidates that hold this budget
+    holding: int  # candidates that hold this budget (point prediction)
     basis: str
     why: str = ""
+    at_risk: int = 0  # candidates whose 80 % interval crosses this budget
+    result: str | None = None  # the best candidate's verdict: PASS, AT RISK, FAIL (None: pending)
+    interval: tuple[float, float] | None = None  # the best candidate's 80 % interval, where predicted
+    predicted_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -108,19 +112,28 @@ def check_contract(contract: Contract, *, samples: int = 64, cost_model: CostMod
         holding = sum(1 for _, c in judged if c.passed)
         why = "" if best.passed else _why(name, best, rows)
         reach.append(BudgetReach(name, best.unit, best.limit, best.achieved, cfg.to_dict(), bool(best.passed),
-                                 holding, best.basis, why))
-    feasible = [r for r in rows if all(c.passed is not False for c in r[2])]
+                                 holding, best.basis, why, sum(1 for _, c in judged if c.result == "AT RISK"),
+                                 best.result, best.interval, best.predicted_by))
+    avoid = contract.search.risk == "avoid"  # AT RISK counts as infeasible, as the search will judge it
+    feasible = [r for r in rows if all(c.passed is not False and not (avoid and c.result == "AT RISK")
+                                       for c in r[2])]
     closest_row = min(rows, key=lambda r: sum(max(c.value or 0.0, 0.0) for c in r[2]))
-    binding = sorted({c.name for c in closest_row[2] if c.passed is False}) if not feasible else []
+    binding = sorted({c.name for c in closest_row[2] if c.passed is False or (avoid and c.result == "AT RISK")}
+                     ) if not feasible else []
     closest = None
     if not feasible:
         closest = {"config": closest_row[0].to_dict(),
                    "violations": {c.name: {"limit": c.limit, "achieved": c.achieved, "margin": c.margin}
                                   for c in closest_row[2] if c.passed is False}}
     notes = [f"efficiency: {rows[0][1].efficiency_source}"]
+    risky = [b.name for b in reach if b.at_risk]
+    if risky:
+        notes.append(f"AT RISK (80 % interval crosses the limit) on {', '.join(risky)}; search.risk: "
+                     f"{contract.search.risk} ({'never trained' if avoid else 'judged on the point prediction'})")
     if any(b.reachable is None for b in reach):
         notes.append("accuracy budgets are judged after training (chipfit run)")
-    report = CheckReport(contract.name, target.name, rows[0][1].runtime, space.modality, len(rows), len(feasible),
+    report = CheckReport(contract.name, target.name, target.runtime_label(rows[0][1].runtime), space.modality,
+                         len(rows), len(feasible),
                          tuple(reach), binding, closest, time.perf_counter() - start, notes)
     log.info("checked %d candidates in %.2fs: %d feasible", len(rows), report.seconds, len(feasible))
     return report

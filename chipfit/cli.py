@@ -158,8 +158,13 @@ def _show_device(t: Any, as_json: bool) -> None:
     effs = {}
     for r in t.runtimes:
         with contextlib.suppress(KeyError):
-            e = efficiency(t.core, r)
-            effs[r] = {"macs_per_cycle": dict(e.macs_per_cycle), "source": e.source}
+            from chipfit.targets.knowledge import version_table
+
+            e = efficiency(t.core, r, t.runtime_version(r), board=t.name if t.origin == "builtin" else None,
+                           clock_mhz=t.clock_mhz)
+            effs[r] = {"macs_per_cycle": dict(e.macs_per_cycle), "source": e.source, "version": e.version,
+                       "predicted_by": e.path, "interval_80": list(e.interval) if e.interval else None,
+                       "versions": version_table(r)}
     from chipfit.cost.model import CostModel
 
     cal = CostModel().calibration_for(t, t.runtime, "int8")
@@ -186,7 +191,16 @@ def _show_device(t: Any, as_json: bool) -> None:
                  cal.describe() if cal else "analytical; `chipfit calibrate` fits it to measurements"
                  if t.runtime == "onnxruntime" else "analytical"))
     for r, e in effs.items():
-        rows.append((f"{r} MAC/cycle", ", ".join(f"{k} {v:.2f}" for k, v in e["macs_per_cycle"].items()), e["source"]))
+        label = f"{r}@{e['version']}" if e["version"] else r
+        iv = f"; 80 % interval x{e['interval_80'][0]:.2f}-x{e['interval_80'][1]:.2f}" if e["interval_80"] else ""
+        rows.append((f"{label} MAC/cycle", ", ".join(f"{k} {v:.2f}" for k, v in e["macs_per_cycle"].items()),
+                     f"path: {e['predicted_by']}{iv}; {e['source']}"))
+        if e["versions"]:
+            rows.append((f"{r} versions", ", ".join(v["version"] + ("*" if v["latest"] else "")
+                                                   for v in e["versions"]),
+                         "; ".join(f"{v['version']}: fitted on {', '.join(v['fitted_on'])}" if v["fitted_on"]
+                                   else f"{v['version']}: not published on a fitted board" for v in e["versions"])
+                         + " (* = what the bare name means)"))
     for r in rows:
         table.add_row(*r)
     out.print(table)
@@ -244,14 +258,21 @@ def _print_profile(report: Any) -> None:
     for k, v in (("MACs", f"{c.macs:,}"), ("params", f"{c.params:,}"), ("flash", f"{c.flash_bytes:,} B"),
                  ("RAM (arena + runtime + front-end)", f"{c.ram_bytes:,} B"),
                  ("tensor arena: planned / lower bound", f"{c.arena_bytes:,} / {c.arena_lower_bound_bytes:,} B"),
-                 ("latency", f"{c.latency_ms:.4g} ms"), ("energy / inference", f"{c.energy_mj:.4g} mJ")):
+                 ("latency", f"{c.latency_ms:.4g} ms" + _interval(c.latency_interval_ms, "ms")),
+                 ("energy / inference", f"{c.energy_mj:.4g} mJ" + _interval(c.energy_interval_mj, "mJ"))):
         totals.add_row(k, v)
     out.print(totals)
-    out.print(f"latency: predicted for {c.basis}; {c.efficiency_source}", highlight=False, soft_wrap=True)
+    out.print(f"latency: predicted for {c.basis} by path '{c.predicted_by}'; {c.efficiency_source}",
+              highlight=False, soft_wrap=True)
     for u in c.unsupported:
         out.print(f"[red]unsupported:[/] {u}", highlight=False)
     if report.budgets:
         _print_budgets(report.budgets, title=f"verdict: {report.verdict}")
+
+
+def _interval(iv: Any, unit: str) -> str:
+    """`` (80 % interval a-b unit)`` for a predicted figure that has one."""
+    return f" (80 % interval {iv[0]:.4g}-{iv[1]:.4g} {unit})" if iv else ""
 
 
 def _print_budgets(checks: Any, title: str) -> None:
@@ -259,9 +280,11 @@ def _print_budgets(checks: Any, title: str) -> None:
     for col in ("budget", "limit", "achieved", "margin", "result", "source", "limit from"):
         table.add_column(col, justify="right" if col in ("limit", "achieved", "margin") else "left")
     for b in checks:
-        result = {True: "[green]PASS[/]", False: "[red]FAIL[/]", None: "[yellow]pending[/]"}[b.passed]
+        result = {"PASS": "[green]PASS[/]", "FAIL": "[red]FAIL[/]", "AT RISK": "[yellow]AT RISK[/]",
+                  "pending": "[yellow]pending[/]"}[b.result]
         margin = "-" if b.margin is None else f"{b.margin:+.1%}"
-        table.add_row(b.name, _fmt(b.limit, b.unit), _fmt(b.achieved, b.unit), margin, result, b.source, b.basis)
+        table.add_row(b.name, _fmt(b.limit, b.unit), _fmt(b.achieved, b.unit) + _interval(b.interval, b.unit),
+                      margin, result, b.source + (f" ({b.predicted_by})" if b.predicted_by else ""), b.basis)
     out.print(table)
 
 
@@ -404,7 +427,8 @@ def _print_run(report: Any, run: Any) -> None:
         for col in ("budget", "limit", "achieved", "margin", "result", "source"):
             table.add_column(col, justify="right" if col in ("limit", "achieved", "margin") else "left")
         for row in report.budgets:
-            result = {"PASS": "[green]PASS[/]", "FAIL": "[red]FAIL[/]", "pending": "[yellow]pending[/]"}[row.result]
+            result = {"PASS": "[green]PASS[/]", "FAIL": "[red]FAIL[/]", "AT RISK": "[yellow]AT RISK[/]",
+                      "pending": "[yellow]pending[/]"}[row.result or "pending"]
             margin = "-" if row.margin is None else f"{row.margin:+.1%}"
             src = row.source + (f" — {row.basis}" if row.source == "measured" and row.name.startswith("latency")
                                 else "")

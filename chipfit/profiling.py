@@ -4,6 +4,9 @@
 >>> r = profile("resnet8", target="stm32h743", input_shape=(32, 32, 3))
 >>> r.cost.macs, r.cost.params, r.cost.source
 (12501632, 77706, 'predicted')
+>>> d = profile("resnet8", target="stm32h743.x-cube-ai@10.2", input_shape=(32, 32, 3)).to_dict()
+>>> d["runtime"], d["predicted_by"], d["latency_interval_ms"][0] < d["latency_ms"] < d["latency_interval_ms"][1]
+('x-cube-ai@10.2', 'analogous core', True)
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ class ProfileReport:
 
     @property
     def verdict(self) -> str | None:
-        judged = [b.passed for b in self.budgets if b.passed is not None]
-        if not judged:
+        """PASS, AT RISK (no budget fails, one or more predicted intervals cross a limit), FAIL, or None."""
+        results = [b.result for b in self.budgets if b.result != "pending"]
+        if not results:
             return None
-        return "PASS" if all(judged) else "FAIL"
+        return "FAIL" if "FAIL" in results else "AT RISK" if "AT RISK" in results else "PASS"
 
     def figure_sources(self) -> dict[str, str]:
         """How each figure was obtained: counted from the graph, or predicted (and by what)."""
@@ -45,8 +49,8 @@ class ProfileReport:
             "macs": "counted from the model graph", "params": "counted from the model graph",
             "flash_bytes": f"predicted: weights at {c.dtype} + {c.runtime} code and metadata (runtime catalog)",
             "ram_bytes": f"predicted: planned tensor arena + {c.runtime} state (runtime catalog)",
-            "latency_ms": f"predicted for {c.basis}: {c.efficiency_source}",
-            "energy_mj": f"predicted: latency x active power ({t.sources.get('active_power_mw', 'target profile')})",
+            "latency_ms": f"predicted for {c.basis} (path: {c.predicted_by}): {c.efficiency_source}",
+            "energy_mj": f"predicted: latency x {c.power_source or t.sources.get('active_power_mw', 'active power')}",
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,7 +58,7 @@ class ProfileReport:
         out = {
             "model": self.model,
             "target": self.target.name,
-            "runtime": c["runtime"],
+            "runtime": f"{c['runtime']}@{c['runtime_version']}" if c["runtime_version"] else c["runtime"],
             "dtype": c["dtype"],
             "source": c["source"],
             "basis": c["basis"],
@@ -66,7 +70,13 @@ class ProfileReport:
             "arena_lower_bound_bytes": c["arena_lower_bound_bytes"],
             "weights_bytes": c["weights_bytes"],
             "latency_ms": c["latency_ms"],
+            "latency_interval_ms": c["latency_interval_ms"],  # 80 %, from cross-validation of the path
             "energy_mj": c["energy_mj"],
+            "energy_interval_mj": c["energy_interval_mj"],
+            "predicted_by": c["predicted_by"],
+            "interval_note": "80 % interval from cross-validation of this prediction path over published MLPerf "
+                             "Tiny rows" if c["latency_interval_ms"] else
+                             "no cross-validated error for this device (interval not stated)",
             "efficiency_source": c["efficiency_source"],
             "unsupported": c["unsupported"],
             "layers": [

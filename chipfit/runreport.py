@@ -21,7 +21,7 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from chipfit.errors import ChipfitError
 
@@ -57,12 +57,21 @@ class BudgetRow(_Record):
     source: str  # "predicted (...)", "measured (...)" or "pending"
     basis: str  # where the limit comes from
     predicted_by: str | None = None  # the cost model's efficiency source, for latency/energy figures
+    # PASS, AT RISK (the 80 % interval of a predicted figure crosses the limit), FAIL or pending; a report
+    # written before intervals existed gets it from ``pass``
+    result: Literal["PASS", "AT RISK", "FAIL", "pending"] | None = None
+    interval: list[float] | None = None  # 80 % interval of ``achieved`` (predicted latency / energy / days)
+    path: str | None = None  # the prediction path: fitted board, same core other board, analogous core, ...
 
     _finite = field_validator("limit", "achieved", "margin", "value", mode="before")(_finite)
 
-    @property
-    def result(self) -> str:
-        return {True: "PASS", False: "FAIL", None: "pending"}[self.passed]
+    @model_validator(mode="before")
+    @classmethod
+    def _result_from_pass(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("result") is None:
+            passed = data.get("pass", data.get("passed"))
+            data = {**data, "result": {True: "PASS", False: "FAIL", None: "pending"}[passed]}
+        return data
 
 
 class ParetoPoint(_Record):

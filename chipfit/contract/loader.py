@@ -22,7 +22,7 @@ from chipfit.errors import ContractError, Problem, TargetError
 from chipfit.field.catalog import CONDITIONS
 from chipfit.naming import did_you_mean, one_of
 from chipfit.paths import is_dir, is_file
-from chipfit.targets.knowledge import runtimes
+from chipfit.targets.knowledge import RuntimeNameError, resolve_runtime, runtimes, split_runtime
 from chipfit.targets.registry import create_target, list_targets, validate_target_doc
 from chipfit.targets.target import Target
 from chipfit.yamlio import MAX_BYTES, MAX_PROBLEMS, YamlDoc, cap_problems, load_yaml, problems_from_validation, short
@@ -130,11 +130,17 @@ def _check_runtime(doc: YamlDoc, runtime: Any, target: Target | None) -> list[Pr
     if runtime is None:
         return []
     known = runtimes()
-    if not isinstance(runtime, str) or runtime not in known:
-        return [doc.problem(("runtime",), f"a runtime name, {one_of(known)}", short(runtime),
+    name = split_runtime(runtime)[0] if isinstance(runtime, str) else runtime
+    if not isinstance(runtime, str) or name not in known:
+        return [doc.problem(("runtime",), f"a runtime name (name or name@version), {one_of(known)}", short(runtime),
                             did_you_mean(str(runtime), known).strip() or None)]
+    try:
+        resolve_runtime(runtime)
+    except RuntimeNameError as exc:
+        return [doc.problem(("runtime",), str(exc).split("; given")[0], f"'{runtime}'",
+                            f"Write '{name}' for the latest known version.")]
     if target is not None:
-        info = known[runtime]
+        info = known[name]
         ok = target.core in info.cores and (
             not info.accelerators or (target.accelerator is not None and target.accelerator.kind in info.accelerators))
         if not ok:

@@ -157,6 +157,9 @@ class SearchSettings(_Model):
     calibration_samples: Annotated[int, Field(ge=8, le=100_000)] = 256
     augment: bool = True  # train with the declared field conditions as augmentation
     augment_rate: Annotated[float, Field(ge=0, le=4)] = 0.5  # augmented copies per training sample
+    # a candidate whose predicted latency/energy interval crosses a budget (AT RISK): avoid = never trained
+    # (judged at the interval's unfavourable end), allow = judged on the point prediction
+    risk: Literal["allow", "avoid"] = "avoid"
 
 
 class AgentSpec(_Model):

@@ -5,7 +5,10 @@ overhead, where compute uses the sustained MACs/cycle of the target's core x run
 class (see :mod:`chipfit.targets.knowledge`) and memory uses the core's bytes/cycle or the board's memory
 bandwidth. Ops a runtime offloads to an accelerator run at the accelerator's rate. Totals: flash (weights
 at the deployed dtype + biases as int32 + runtime code), RAM (planned tensor arena + runtime state +
-front-end buffers), latency, energy per inference. Every figure is ``predicted``.
+front-end buffers), latency, energy per inference. Every figure is ``predicted``; latency and energy also carry
+the prediction path that produced them (``predicted_by``: fitted board, same core other board, analogous core,
+analytical; see :mod:`chipfit.targets.knowledge`) and that path's 80 % interval from cross-validation over the
+published MLPerf Tiny rows (None where no cross-validated error exists, e.g. an application CPU).
 
 >>> import torch
 >>> from chipfit import create_target
@@ -14,6 +17,11 @@ front-end buffers), latency, energy per inference. Every figure is ``predicted``
 >>> c = CostModel().estimate(g, create_target("stm32l4r5"))
 >>> c.macs, c.source, c.latency_ms > 0
 (14112, 'predicted', True)
+>>> c.runtime_version, c.predicted_by
+('10.2', 'fitted board')
+>>> lo, hi = c.latency_interval_ms
+>>> lo < c.latency_ms < hi
+True
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from chipfit.cost.arena import ArenaPlan, buffers, plan, tflm_ram
 from chipfit.cost.calibration import SCHEME, Calibration
 from chipfit.graph.opgraph import DTYPE_BYTES, OpClass, OpGraph
 from chipfit.logging import get_logger
-from chipfit.targets.knowledge import MAC_CLASSES, core_types, efficiency, runtimes
+from chipfit.targets.knowledge import MAC_CLASSES, board_power_mw, core_types, efficiency, runtimes, split_runtime
 from chipfit.targets.target import Target
 
 _log = get_logger(__name__)
@@ -73,6 +81,11 @@ class Cost:
     source: str = "predicted"
     basis: str = ""
     arena_plan: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    runtime_version: str | None = None
+    predicted_by: str = ""  # the prediction path of latency and energy (or "calibrated")
+    latency_interval_ms: tuple[float, float] | None = None  # 80 % interval, from cross-validation of the path
+    energy_interval_mj: tuple[float, float] | None = None
+    power_source: str = ""  # where the active power behind energy_mj comes from
 
     @property
     def supported(self) -> bool:
@@ -150,7 +163,8 @@ class CostModel:
                  frontend_ops: int = 0, frontend_ram_bytes: int = 0) -> Cost:
         """Predict ``graph``'s cost on ``target``. ``frontend_ops`` / ``frontend_ram_bytes`` add a DSP
         front-end (e.g. MFCC) that runs before the network on the same core."""
-        rt_name = runtime or target.runtime
+        rt_name, rt_version = split_runtime(runtime or target.runtime)
+        rt_version = rt_version or target.runtime_version(rt_name)
         rt = runtimes()[rt_name]
         ct = core_types()[target.core]
         unsupported = []
@@ -159,7 +173,9 @@ class CostModel:
         cpu_rt = rt.cpu_fallback if rt.accelerators and rt.cpu_fallback in runtimes() else rt_name
         if target.core not in runtimes()[cpu_rt].cores:
             cpu_rt = rt_name
-        eff = efficiency(target.core, cpu_rt)
+        on_board = target.origin == "builtin"  # a registered profile: its published rows count as this board
+        eff = efficiency(target.core, cpu_rt, rt_version if cpu_rt == rt_name else None,
+                         board=target.name if on_board else None, clock_mhz=target.clock_mhz)
         fp_scale = 1.0
         if dtype in ("float32", "float16"):
             fp_scale = ct.fp32_macs_per_cycle / ct.int8_macs_per_cycle
@@ -258,9 +274,16 @@ class CostModel:
         overhead = persistent if tflm else int(rt.ram_overhead_kb * 1024)
         ram = arena.arena + overhead + int(frontend_ram_bytes)
         latency_ms = total_s * 1e3
-        energy_mj = total_s * target.active_power_mw + acc_energy_mj  # s x mW = mJ
-        basis = (f"{rt_name} on {target.name} ({target.core} @ {target.clock_mhz:g} MHz"
+        power_mw, power_source = self._power(target, rt_name, rt_version)
+        energy_mj = total_s * power_mw + acc_energy_mj  # s x mW = mJ
+        label = f"{rt_name}@{rt_version}" if rt_version else rt_name
+        basis = (f"{label} on {target.name} ({target.core} @ {target.clock_mhz:g} MHz"
                  + (f" + {acc.kind}" if acc else "") + f"), {dtype}")
+        mcu = ct.family == "mcu"
+        path = "calibrated" if cal is not None else eff.path + (f" (CPU part; {acc.kind} analytical)" if acc else "")
+        stated = mcu and cal is None and acc is None  # cross-validated only for a CPU-only microcontroller
+        lat_iv = eff.interval if stated else None
+        en_iv = eff.energy_interval if stated else None
         return Cost(
             model=graph.name, target=target.name, runtime=rt_name, dtype=dtype, macs=graph.macs, params=graph.params,
             weights_bytes=weight_bytes, flash_bytes=flash, ram_bytes=ram, arena_bytes=arena.arena,
@@ -268,8 +291,34 @@ class CostModel:
             latency_ms=latency_ms, energy_mj=energy_mj, layers=tuple(layers), unsupported=tuple(unsupported),
             efficiency_source=cal.describe() if cal is not None else eff.source,
             basis=basis + (" (calibrated)" if cal is not None else ""), arena_plan=_plan_dict(arena),
+            runtime_version=rt_version, predicted_by=path,
+            latency_interval_ms=(latency_ms * lat_iv[0], latency_ms * lat_iv[1]) if lat_iv else None,
+            energy_interval_mj=(energy_mj * en_iv[0], energy_mj * en_iv[1]) if en_iv else None,
+            power_source=power_source,
         )
 
+    @staticmethod
+    def _power(target: Target, runtime: str, version: str | None) -> tuple[float, str]:
+        """Active power during inference, first of: published energy / latency on this very board; the
+        profile's power model (current per MHz x clock x supply + board overhead); a declared active power;
+        the published mW/MHz of other boards with the same core; the estimated default."""
+        mcu = core_types()[target.core].family == "mcu"
+        name = target.name if target.origin == "builtin" else ""
+        if mcu and name:
+            found = board_power_mw(name, target.clock_mhz, target.core, runtime, version, same_core=False)
+            if found is not None:
+                return found
+        model = target.power_model_mw
+        if model is not None:
+            return model, (f"power model: {target.run_current_ua_per_mhz:g} uA/MHz x {target.clock_mhz:g} MHz x "
+                           f"{target.supply_v:g} V + {target.board_overhead_mw or 0:g} mW board "
+                           f"({target.sources.get('run_current_ua_per_mhz', '')})")
+        src = target.sources.get("active_power_mw", "est.")
+        if mcu and src.startswith("est."):
+            found = board_power_mw("", target.clock_mhz, target.core, runtime, version)
+            if found is not None:
+                return found
+        return target.active_power_mw, f"active power {target.active_power_mw:g} mW ({src})"
 
 def _plan_dict(p: ArenaPlan) -> dict[str, Any]:
     return p.to_dict()

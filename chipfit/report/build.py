@@ -202,4 +202,6 @@ def budget_row(b: BudgetCheck, cost: Cost) -> BudgetRow:
         source = f"predicted (cost model, {how}; {cost.basis})"
     return BudgetRow.model_validate({"name": b.name, "unit": b.unit, "limit": b.limit, "achieved": b.achieved,
                                      "margin": b.margin, "value": b.value, "pass": b.passed, "source": source,
-                                     "basis": b.basis, "predicted_by": predicted_by})
+                                     "basis": b.basis, "predicted_by": predicted_by, "result": b.result,
+                                     "interval": list(b.interval) if b.interval else None,
+                                     "path": b.predicted_by})

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.25rem .6rem;text-align:left}
-th{background:#f3f3f3}.PASS{color:#0a7d22;font-weight:bold}.FAIL{color:#b00020;font-weight:bold}
+th{background:#f3f3f3}.PASS{color:#0a7d22;font-weight:bold}.FAIL{color:#b00020;font-weight:bold}.AT-RISK{color:#b06000;font-weight:bold}
 .pending{color:#a66a00}.num{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%}
 .verdict-banner{font-size:1.4rem;padding:.5rem 1rem;border-radius:6px;display:inline-block}
 .banner-PASS{background:#e3f6e7}.banner-FAIL{background:#fde7ea}small{color:#666}"""
@@ -82,8 +82,11 @@ def render(run_dir: Path, report: RunReport, *, contract: Contract, target: Targ
     for b in report.budgets:
         res = b.result
         margin = "-" if b.margin is None else f"{b.margin:+.1%}"
-        rows.append([_td(_e(b.name)), _td(_fmt(b.limit, b.unit), "num"), _td(_fmt(b.achieved, b.unit), "num"),
-                     _td(_e(margin), "num"), _td(res, res), _td(_e(b.source)), _td(_e(b.basis))])
+        achieved = _fmt(b.achieved, b.unit) + (f" (80 % interval {_fmt(b.interval[0], b.unit)} to "
+                                               f"{_fmt(b.interval[1], b.unit)})" if b.interval else "")
+        source = b.source + (f"; predicted by: {b.path}" if b.path else "")
+        rows.append([_td(_e(b.name)), _td(_fmt(b.limit, b.unit), "num"), _td(achieved, "num"),
+                     _td(_e(margin), "num"), _td(res, res.replace(" ", "-")), _td(_e(source)), _td(_e(b.basis))])
     parts += ["<h2>Budgets</h2>", _table(["budget", "limit", "achieved", "margin", "result", "how obtained",
                                          "limit from"], rows, "verdict-table")]
     if report.best is not None:

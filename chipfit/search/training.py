@@ -41,11 +41,19 @@ def predicted_summary(cost: Cost) -> dict[str, Any]:
             "arena_bytes": cost.arena_bytes, "runtime": cost.runtime, "basis": cost.basis}
 
 
-def violations(checks: list[BudgetCheck]) -> str:
+def violations(checks: list[BudgetCheck], *, risk: str = "allow") -> str:
+    """Why a candidate is infeasible: every broken budget, and with ``risk="avoid"`` every one AT RISK."""
     bad = [c for c in checks if c.passed is False]
-    return "; ".join(f"{c.name} {c.achieved:.4g} {c.unit} > limit {c.limit:.4g} {c.unit} (margin {c.margin:+.0%})"
-                     if c.name != "battery_days" else
-                     f"battery_days {c.achieved:.4g} < {c.limit:.4g} (margin {c.margin:+.0%})" for c in bad)
+    out = "; ".join(f"{c.name} {c.achieved:.4g} {c.unit} > limit {c.limit:.4g} {c.unit} (margin {c.margin:+.0%})"
+                    if c.name != "battery_days" else
+                    f"battery_days {c.achieved:.4g} < {c.limit:.4g} (margin {c.margin:+.0%})" for c in bad)
+    if risk == "avoid":
+        risky = [c for c in checks if c.passed and c.result == "AT RISK" and c.interval]
+        out = "; ".join(x for x in [out, *(
+            f"{c.name} AT RISK: {c.achieved:.4g} {c.unit} predicted ({c.predicted_by}), 80 % interval "
+            f"{c.interval[0]:.4g}-{c.interval[1]:.4g} crosses the limit {c.limit:.4g} (search.risk: avoid)"
+            for c in risky if c.interval)] if x)
+    return out
 
 
 @dataclass
@@ -133,13 +141,13 @@ class CandidateTrainer:
             return base, CandidateRecord(**base, state="FAILED", reason=f"build: {type(exc).__name__}: {exc}",
                                          predicted={}, constraints={}, margins={}, wall_seconds=time.monotonic() - t0)
         checks = check_budgets(cost, self.c, target=self.target)
-        cons = constraints(checks)
+        cons = constraints(checks, risk=self.s.risk)
         margins = {c.name: float(c.margin) for c in checks if c.margin is not None}
         pred = predicted_summary(cost)
         self.cb.on_candidate(number, config.to_dict(), pred)
         base.update(predicted=pred, constraints=cons, margins=margins)
         if any(v > 0 for v in cons.values()) and not train_infeasible:
-            return base, CandidateRecord(**base, state="INFEASIBLE", reason=violations(checks),
+            return base, CandidateRecord(**base, state="INFEASIBLE", reason=violations(checks, risk=self.s.risk),
                                          wall_seconds=time.monotonic() - t0)
         return base, None
 

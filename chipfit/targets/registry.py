@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from chipfit.errors import Problem, TargetError
 from chipfit.naming import did_you_mean
 from chipfit.paths import is_file
-from chipfit.targets.knowledge import core_types, runtimes
+from chipfit.targets.knowledge import RuntimeNameError, core_types, resolve_runtime, runtimes, split_runtime
 from chipfit.targets.schema import TargetSpec
 from chipfit.targets.target import Accelerator, Target
 from chipfit.yamlio import YamlDoc, load_yaml, problems_from_validation
@@ -62,7 +62,8 @@ def list_targets(pattern: str = "*") -> list[str]:
 
 
 def create_target(spec: str | Path | Mapping[str, Any], *, runtime: str | None = None) -> Target:
-    """A Target from a registered name (``"rpi4"``, or ``"rpi4.onnxruntime"`` to pin the runtime),
+    """A Target from a registered name (``"rpi4"``, or ``"rpi4.onnxruntime"`` / ``"stm32h743.x-cube-ai@10.2"``
+    to pin the runtime and its version),
     a path to a target file, or an inline mapping in the target-file format.
     """
     if isinstance(spec, Mapping):
@@ -91,11 +92,20 @@ def _by_name(name: str) -> Target:
 
 
 def pin_runtime(target: Target, runtime: str) -> Target:
-    """``target`` with ``runtime`` as its runtime; errors say which runtimes the device offers."""
+    """``target`` with ``runtime`` (``name`` or ``name@version``) as its runtime; errors say which runtimes
+    (and versions) the device offers."""
     known = runtimes()
+    spec, (runtime, version) = runtime, split_runtime(runtime)
     if runtime not in known:
-        raise TargetError([Problem("runtime", f"one of {', '.join(sorted(known))}", f"'{runtime}'",
+        raise TargetError([Problem("runtime", f"one of {', '.join(sorted(known))}", f"'{spec}'",
                                    hint=did_you_mean(runtime, known).strip() or None)])
+    if version is not None:
+        try:
+            resolve_runtime(spec)
+        except RuntimeNameError as exc:
+            raise TargetError([Problem("runtime", str(exc).split("; given")[0], f"'{spec}'",
+                                       hint=f"Write '{runtime}' for the latest known version; 'chipfit devices "
+                                            f"show {target.name}' lists the versions.")]) from None
     if runtime not in target.runtimes:
         info = known[runtime]
         compatible = target.core in info.cores and (
@@ -103,7 +113,7 @@ def pin_runtime(target: Target, runtime: str) -> Target:
         if not compatible:
             raise TargetError([Problem("runtime", f"a runtime of {target.name}: {', '.join(target.runtimes)}",
                                        f"'{runtime}' (runs on {', '.join(info.cores)})")])
-    return target.with_runtime(runtime)
+    return target.with_runtime(spec)
 
 
 def load_target_file(path: str | Path) -> Target:
@@ -172,6 +182,12 @@ def spec_to_target(spec: TargetSpec, *, origin: str, file: str | None = None) ->
                  f"est.: {0.3 if mcu else 1.0} mW/MHz for a {spec.core} (no figure declared)")
     sleep = val("sleep_power_uw", spec.sleep_power_uw, 10.0 if mcu else 1.5e6,
                 "est.: typical retention sleep (no figure declared)" if mcu else "est.: typical idle (no figure)")
+    names, pinned = [], {}
+    for r in spec.runtime_list():
+        name, version = split_runtime(r)
+        names.append(name)
+        if version is not None:
+            pinned[name] = resolve_runtime(r)[1] or version
     acc = None
     if spec.accelerator is not None:
         a = spec.accelerator
@@ -183,9 +199,11 @@ def spec_to_target(spec: TargetSpec, *, origin: str, file: str | None = None) ->
                 sources[f"accelerator.{key}"] = where if fig.source == "declared" else fig.source
     return Target(
         name=spec.name, core=spec.core, clock_mhz=clock, sram_kb=val("sram_kb", spec.sram_kb),
-        flash_kb=val("flash_kb", spec.flash_kb), runtimes=tuple(spec.runtime_list()),
+        flash_kb=val("flash_kb", spec.flash_kb), runtimes=tuple(names), runtime_versions=pinned,
         active_power_mw=active, sleep_power_uw=sleep,
         cores=int(val("cores", spec.cores, 1, "default: one core")),
         arena_kb=val("arena_kb", spec.arena_kb), mem_bandwidth_gbps=val("mem_bandwidth_gbps", spec.mem_bandwidth_gbps),
         accelerator=acc, description=spec.description, notes=spec.notes, origin=origin, sources=sources,
+        run_current_ua_per_mhz=val("run_current_ua_per_mhz", spec.run_current_ua_per_mhz),
+        supply_v=val("supply_v", spec.supply_v), board_overhead_mw=val("board_overhead_mw", spec.board_overhead_mw),
     )

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from chipfit.naming import did_you_mean, one_of
-from chipfit.targets.knowledge import core_types, runtimes
+from chipfit.targets.knowledge import RuntimeNameError, core_types, resolve_runtime, runtimes, split_runtime
 
 ACCELERATOR_KINDS = ("ethos-u55", "edgetpu", "gpu-maxwell", "gpu-ampere")
 
@@ -81,6 +81,9 @@ class TargetSpec(_Base):
     active_power_mw: Sourced | None = None
     sleep_power_uw: Sourced | None = None
     mem_bandwidth_gbps: Sourced | None = None
+    run_current_ua_per_mhz: Sourced | None = None
+    supply_v: Sourced | None = None
+    board_overhead_mw: Sourced | None = None
     accelerator: AcceleratorSpec | None = None
     description: str = ""
     notes: str = ""
@@ -115,7 +118,7 @@ class TargetSpec(_Base):
         if not names:
             raise ValueError("a runtime: give 'runtime: <name>' or 'runtimes: [..]'")
         for r in names:
-            info = runtimes()[r]
+            info = runtimes()[split_runtime(r)[0]]
             if self.core not in info.cores:
                 raise ValueError(f"runtimes that run on a {self.core}; runtime '{r}' runs on "
                                  f"{', '.join(info.cores)}")
@@ -125,16 +128,24 @@ class TargetSpec(_Base):
         return self
 
     def runtime_list(self) -> list[str]:
+        """Runtimes as written (``name`` or ``name@version``), the default first, each name once."""
         names = list(self.runtimes or [])
-        if self.runtime and self.runtime not in names:
-            names.insert(0, self.runtime)
+        if self.runtime:
+            base = split_runtime(self.runtime)[0]
+            names = [self.runtime] + [r for r in names if split_runtime(r)[0] != base]
         return names
 
 
 def _check_runtime(v: str) -> None:
     known = runtimes()
-    if v not in known:
-        raise ValueError(f"a known runtime, {one_of(known)}{_hint(v, known)}")
+    name, version = split_runtime(v)
+    if name not in known:
+        raise ValueError(f"a known runtime, {one_of(known)}{_hint(name, known)}")
+    if version is not None:
+        try:
+            resolve_runtime(v)
+        except RuntimeNameError as exc:
+            raise ValueError(str(exc)) from None
 
 
 def _hint(given: str, known: Any) -> str:

@@ -47,11 +47,44 @@ class Target:
     notes: str = ""
     origin: str = "builtin"
     sources: Mapping[str, str] = field(default_factory=dict)
+    runtime_versions: Mapping[str, str] = field(default_factory=dict)  # runtime -> pinned version
+    run_current_ua_per_mhz: float | None = None  # active power model: current per MHz at supply_v ...
+    supply_v: float | None = None
+    board_overhead_mw: float | None = None  # ... plus what the rest of the measured supply draws
 
     @property
     def runtime(self) -> str:
-        """The default runtime (the first listed)."""
+        """The default runtime (the first listed), without its version."""
         return self.runtimes[0]
+
+    def runtime_version(self, runtime: str | None = None) -> str | None:
+        """The version of ``runtime`` (default: the default runtime) this target runs: the pinned one, else
+        the latest chipfit knows (None for a runtime without known versions)."""
+        from chipfit.targets.knowledge import runtimes
+
+        name = runtime or self.runtime
+        if name in self.runtime_versions:
+            return self.runtime_versions[name]
+        info = runtimes().get(name)
+        return info.latest if info is not None else None
+
+    def runtime_label(self, runtime: str | None = None) -> str:
+        """``name@version`` of ``runtime`` (default: the default runtime), or the bare name when unversioned.
+
+        >>> from chipfit import create_target
+        >>> create_target("stm32h743.x-cube-ai@9.0").runtime_label()
+        'x-cube-ai@9.0'
+        """
+        name = runtime or self.runtime
+        v = self.runtime_version(name)
+        return f"{name}@{v}" if v else name
+
+    @property
+    def power_model_mw(self) -> float | None:
+        """Active power from the profile's power model (current per MHz x clock x supply + board overhead)."""
+        if self.run_current_ua_per_mhz is None or self.supply_v is None:
+            return None
+        return self.run_current_ua_per_mhz * 1e-3 * self.clock_mhz * self.supply_v + (self.board_overhead_mw or 0.0)
 
     @property
     def ram_limit_kb(self) -> float:
@@ -59,14 +92,23 @@ class Target:
         return self.arena_kb if self.arena_kb is not None else self.sram_kb
 
     def with_runtime(self, runtime: str) -> Target:
-        """A copy whose default runtime is ``runtime``."""
-        rest = tuple(r for r in self.runtimes if r != runtime)
-        return replace(self, runtimes=(runtime, *rest))
+        """A copy whose default runtime is ``runtime`` (``name@version`` pins that version; a bare name means
+        the latest version chipfit knows)."""
+        from chipfit.targets.knowledge import resolve_runtime, split_runtime
+
+        name, version = split_runtime(runtime)
+        versions = dict(self.runtime_versions)
+        versions.pop(name, None)
+        if version is not None:
+            versions[name] = resolve_runtime(runtime)[1] or version
+        rest = tuple(r for r in self.runtimes if r != name)
+        return replace(self, runtimes=(name, *rest), runtime_versions=versions)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["sources"] = dict(self.sources)
         d["runtimes"] = list(self.runtimes)
+        d["runtime_versions"] = {r: self.runtime_version(r) for r in self.runtimes if self.runtime_version(r)}
         if self.peak_gmacs is not None:
             d["peak_gmacs"] = dict(self.peak_gmacs)
         return d

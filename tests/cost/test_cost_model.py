@@ -33,7 +33,13 @@ def test_latency_grows_with_macs(l4r5):
 
 def test_energy_is_latency_times_power(l4r5):
     c = CostModel().estimate(from_torch(conv_net(8), (1, 3, 16, 16)), l4r5)
-    assert math.isclose(c.energy_mj, c.latency_ms / 1e3 * l4r5.active_power_mw, rel_tol=1e-9)
+    power_mw, how = CostModel._power(l4r5, c.runtime, c.runtime_version)
+    assert math.isclose(c.energy_mj, c.latency_ms / 1e3 * power_mw, rel_tol=1e-9)
+    assert how.startswith("published energy / latency") and c.power_source == how  # a fitted board's own power
+    declared = create_target({"name": "b", "core": "cortex-m4", "clock_mhz": 80, "sram_kb": 256, "flash_kb": 1024,
+                              "runtime": "tflm", "active_power_mw": 20})
+    c2 = CostModel().estimate(from_torch(conv_net(8), (1, 3, 16, 16)), declared)
+    assert math.isclose(c2.energy_mj, c2.latency_ms / 1e3 * 20, rel_tol=1e-9)  # a declared figure is kept
 
 
 def test_flash_counts_weights_at_deployed_dtype(l4r5):
@@ -48,8 +54,10 @@ def test_flash_counts_weights_at_deployed_dtype(l4r5):
 
 def test_runtime_choice_matters(l4r5):
     g = from_torch(conv_net(16), (1, 3, 32, 32))
-    lat = {r: CostModel().estimate(g, l4r5, runtime=r).latency_ms for r in ("plumerai", "x-cube-ai", "tflm")}
-    assert lat["plumerai"] < lat["x-cube-ai"] < lat["tflm"]
+    lat = {r: CostModel().estimate(g, l4r5, runtime=r).latency_ms
+           for r in ("plumerai", "x-cube-ai@7.1", "x-cube-ai", "tflm")}
+    assert lat["plumerai"] < lat["x-cube-ai@7.1"] < lat["tflm"]
+    assert lat["x-cube-ai"] < lat["x-cube-ai@7.1"]  # the version matters too (published 7.1 -> 9.0/10.2)
 
 
 def test_dtype_unsupported_is_reported(l4r5):
@@ -116,7 +124,7 @@ def test_mlperf_reference_latency_within_published_range(mlperf_models, device):
     efficiency was fitted to (a sanity check of the plumbing, not a claim about unseen boards)."""
     published = {"stm32l4r5": {"kws": 72.7, "ic": 222}, "stm32h7a3": {"kws": 16.4, "ic": 54.9},
                  "stm32f746": {"kws": 17.75, "ic": 62.88}}[device]
-    runtime = "plumerai" if device == "stm32f746" else "x-cube-ai"
+    runtime = "plumerai@2023.05" if device == "stm32f746" else "x-cube-ai@8.0"  # the versions of these figures
     files = {"kws": "kws/kws_ref_model.tflite", "ic": "ic/pretrainedResnet_quant.tflite"}
     for model, ms in published.items():
         r = profile(mlperf_models / files[model], target=device, runtime=runtime)
