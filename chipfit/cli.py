@@ -636,6 +636,12 @@ def measure_cmd(
                                               "m33, m55): the model's TFLM + CMSIS-NN firmware under QEMU, in "
                                               "instructions per op, with TFLM's arena and outputs checked "
                                               "bit for bit.")] = None,
+    serial_port: Annotated[str | None, typer.Option("--serial", help="A real board's serial port (e.g. "
+                                                    "/dev/ttyACM0) running `chipfit firmware MODEL --serial`: "
+                                                    "cycles per op from its DWT counter.")] = None,
+    core: Annotated[str | None, typer.Option("--core", help="The board's core with --serial: cortex-m4, ...")] = None,
+    clock_mhz: Annotated[float | None, typer.Option("--clock-mhz", min=0.001, help="The board's core clock with "
+                                                    "--serial (cycles to ms).")] = None,
 ) -> None:
     """Time a model file with a real runtime, here or on a device agent; every figure is measured."""
     from chipfit.measure.modelfile import inspect_model
@@ -655,7 +661,20 @@ def measure_cmd(
         elif token_file is not None:
             raise UsageError("--token-file is used only with --agent URL; given --token-file alone.")
         mf = inspect_model(model)
-        if board is not None:
+        if serial_port is not None:
+            if board is not None or agent is not None or runtime is not None:
+                raise UsageError("--serial measures the board on that port; it does not combine with --board, "
+                                 "--agent or --runtime (give one of them).")
+            if core is None or clock_mhz is None:
+                raise UsageError(f"--serial {serial_port} needs --core (e.g. cortex-m4) and --clock-mhz (e.g. 120): "
+                                 "the board's core and its clock.")
+            from chipfit.measure.serial import SerialRuntime
+
+            rt = SerialRuntime(serial_port, core, clock_mhz)
+        elif core is not None or clock_mhz is not None:
+            raise UsageError("--core and --clock-mhz go with --serial PORT (a real board); for an emulated core "
+                             "use --board qemu:<core>.")
+        elif board is not None:
             rt = _board_runtime(board, agent=agent, runtime=runtime)
         elif agent is None and runtime is not None:
             from chipfit.measure.registry import create_runtime

@@ -37,7 +37,8 @@ from chipfit.firmware.toolchain import FirmwareError, cache_root, gcc_version, r
 from chipfit.logging import get_logger
 
 _log = get_logger(__name__)
-BUILD_REV = "1"  # bump when the flags or the harness change in a way the cache key does not see
+OBJ_REV = "1"  # bump when the flags change in a way the object cache key does not see
+HARNESS_REV = "2"  # bump when the harness (templates) changes: cached images are relinked
 COMMON = ("-O2", "-ffunction-sections", "-fdata-sections", "-DTF_LITE_STATIC_MEMORY", "-DCMSIS_NN")
 CXX_ONLY = ("-std=c++17", "-fno-rtti", "-fno-exceptions", "-fno-threadsafe-statics", "-fno-use-cxa-atexit")
 INCLUDES = ("", "third_party/flatbuffers/include", "third_party/gemmlowp", "third_party/ruy",
@@ -198,7 +199,7 @@ def _flags(core: Core, tree: Path) -> list[str]:
 def object_cache(core: Core, tree: Path) -> Path:
     """The folder of ``core``'s objects: named by the core and a hash of flags, compiler and source tree."""
     key = {"core": core.name, "flags": [*core.cflags, *COMMON, *CXX_ONLY], "gcc": gcc_version(),
-           "tree": str(tree), "rev": BUILD_REV}
+           "tree": str(tree), "rev": OBJ_REV}
     h = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     d = cache_root() / f"{core.name}-{h}"
     d.mkdir(parents=True, exist_ok=True)
@@ -385,7 +386,7 @@ def build_firmware(model: str | Path | bytes, core: str | Core = "cortex-m4", *,
     t0 = time.perf_counter()
     cache = object_cache(c, tree)
     if out is None:
-        key = hashlib.sha256(data + f"|{serial}|{arena_size}|{BUILD_REV}".encode()).hexdigest()[:16]
+        key = hashlib.sha256(data + f"|{serial}|{arena_size}|{HARNESS_REV}".encode()).hexdigest()[:16]
         proj = cache / "fw" / key
         done = proj / "firmware.done.json"
         if done.is_file() and (proj / "build" / "firmware.elf").is_file():

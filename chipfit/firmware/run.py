@@ -137,3 +137,54 @@ def run_qemu(elf: str | Path, core: str | Core, input_bytes: bytes = b"", *, tim
         raise FirmwareError(f"QEMU ({c.qemu_machine}) exited with {r.returncode} running {elf}: "
                             f"{(r.stderr or r.stdout)[-600:]!r}")
     return parse_output(r.stdout, c, wall_s=wall)
+
+
+class QemuSerialBoard:
+    """A serial-protocol firmware running under QEMU with its UART on a pseudo-terminal: a stand-in for a real
+    board on ``/dev/ttyACM0`` (``with QemuSerialBoard(elf, core) as port: ...``). The emulator is stopped on
+    exit."""
+
+    def __init__(self, elf: str | Path, core: str | Core, *, start_timeout_s: float = 30) -> None:
+        self.elf, self.core = Path(elf).resolve(), core if isinstance(core, Core) else get_core(core)
+        self.start_timeout_s = start_timeout_s
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = ""
+
+    def __enter__(self) -> str:
+        require(qemu=True)
+        cmd = qemu_command(self.elf, self.core, serial="pty")
+        cmd[cmd.index("-nographic")] = "-display"
+        cmd.insert(cmd.index("-display") + 1, "none")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + self.start_timeout_s
+        seen = ""
+        import select
+
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.5)
+            if ready:
+                line = self.proc.stdout.readline()
+                seen += line
+                m = re.search(r"(/dev/pts/\d+)", line)
+                if m:
+                    self.port = m.group(1)
+                    return self.port
+            if self.proc.poll() is not None:
+                break
+        self.__exit__(None, None, None)
+        raise FirmwareError(f"QEMU ({self.core.qemu_machine}) gave no pseudo-terminal within "
+                            f"{self.start_timeout_s:.0f} s (expected 'char device redirected to /dev/pts/N'); it "
+                            f"printed {seen[-400:]!r}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()

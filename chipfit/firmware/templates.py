@@ -14,7 +14,8 @@ The harness prints machine-readable lines, one fact per line (parsed by :mod:`ch
 
 Serial protocol (``CHIPFIT_SERIAL``, the same harness over a UART): the host sends ``RUN <n>\\n`` and then
 ``n`` raw input bytes; the device answers with the lines above from ``op`` to ``end``. It announces itself
-with the ``calibrate`` and ``ready`` lines after reset, and answers ``PING`` with ``CHIPFIT pong``.
+with the ``calibrate`` and ``ready`` lines after reset, and answers ``PING`` with ``CHIPFIT pong arena A
+input_bytes N ops K model_bytes M`` (so a host can check the board runs the model it means).
 """
 
 from __future__ import annotations
@@ -172,7 +173,9 @@ int main() {
     line[k] = 0;
     if (k == 0) continue;
     if (strcmp(line, "PING") == 0) {
-      chipfit_emit("CHIPFIT pong\n");
+      chipfit_emit("CHIPFIT pong arena %lu input_bytes %lu ops %lu model_bytes %lu\n",
+                   (unsigned long)it.arena_used_bytes(), (unsigned long)need, (unsigned long)CHIPFIT_N_OPS,
+                   (unsigned long)chipfit_model_len);
       continue;
     }
     unsigned long n = 0;
