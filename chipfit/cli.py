@@ -19,7 +19,7 @@ from rich.table import Table
 from chipfit.errors import ChipfitError, ProblemsError, UsageError
 from chipfit.search.callbacks import SearchCallbacks
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode=None,
                   help="chipfit: constraint-first edge AI. State the budgets first; get models that hold them.")
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
@@ -28,9 +28,28 @@ _STATE = {"debug": False}
 EXIT_FAIL, EXIT_USAGE, EXIT_INFEASIBLE = 1, 2, 3
 
 
+def _plural(n: int, word: str) -> str:
+    """``1 device``, ``2 devices``.
+
+    >>> _plural(1, "device"), _plural(2, "device"), _plural(0, "trial")
+    ('1 device', '2 devices', '0 trials')
+    """
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        import chipfit
+
+        out.print(f"chipfit {chipfit.__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
-          verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")] = False) -> None:
+          verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")] = False,
+          version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="Print chipfit's version and exit.")] = False) -> None:
     _STATE["debug"] = debug
     if verbose:
         import logging
@@ -56,8 +75,8 @@ def _errors(run_dir: Path | None = None, doing: str = "") -> Iterator[None]:
         if _STATE["debug"]:
             raise
         if isinstance(exc, ProblemsError):
-            err.print(f"[bold red]error:[/] {len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} "
-                      f"in the {exc.kind}:", highlight=False)
+            err.print(f"[bold red]error:[/] {_plural(len(exc.problems), 'problem')} in the {exc.kind}:",
+                      highlight=False)
             for p in exc.problems:
                 err.print("  " + p.format(), markup=False, highlight=False, soft_wrap=True)
         else:
@@ -111,8 +130,11 @@ def _fmt(x: float | None, unit: str = "") -> str:
 
 @app.command("devices")
 def devices(
-    args: Annotated[list[str] | None, typer.Argument(help="PATTERN (e.g. 'stm32*'), or: show NAME")] = None,
+    args: Annotated[list[str] | None, typer.Argument(help="PATTERN: part of a name ('nrf', 'stm32') or a glob "
+                                                          "('stm32h7*'); or: show NAME")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    sources: Annotated[bool, typer.Option("--sources", help="With show NAME: list the numbered references its "
+                                                            "facts cite (title, URL, what each supports).")] = False,
 ) -> None:
     """List the device catalog, or show one device's facts and their sources (``devices show NAME``)."""
     from chipfit.targets import create_target, list_targets
@@ -121,13 +143,15 @@ def devices(
         args = args or []
         if args and args[0] == "show":
             if len(args) != 2:
-                err.print("usage: chipfit devices show NAME")
+                err.print("usage: chipfit devices show NAME [--sources]")
                 raise typer.Exit(EXIT_USAGE)
-            _show_device(create_target(args[1]), as_json)
+            _show_device(create_target(args[1]), as_json, sources)
             return
         if len(args) > 1:
-            err.print("usage: chipfit devices [PATTERN] | chipfit devices show NAME")
+            err.print("usage: chipfit devices [PATTERN] | chipfit devices show NAME [--sources]")
             raise typer.Exit(EXIT_USAGE)
+        if sources:
+            raise UsageError("--sources lists one device's references: chipfit devices show NAME --sources")
         pattern = args[0] if args else "*"
         names = list_targets(pattern)
         if not names:
@@ -143,7 +167,7 @@ def devices(
                     if t.accelerator else None, "active_power_mw": t.active_power_mw,
                     "sleep_power_uw": t.sleep_power_uw, "sources": dict(t.sources)} for t in targets])
             return
-        table = Table(title=f"{len(targets)} devices", title_justify="left")
+        table = Table(title=_plural(len(targets), "device"), title_justify="left")
         for col in ("name", "core", "MHz", "SRAM kB", "flash kB", "runtimes (default first)", "accel"):
             table.add_column(col, justify="right" if col in ("MHz", "SRAM kB", "flash kB") else "left")
         for t in targets:
@@ -152,9 +176,11 @@ def devices(
         out.print(table)
 
 
-def _show_device(t: Any, as_json: bool) -> None:
+def _show_device(t: Any, as_json: bool, sources: bool = False) -> None:
     from chipfit.targets.knowledge import efficiency
+    from chipfit.targets.references import references_for
 
+    refs = references_for(t)
     effs = {}
     for r in t.runtimes:
         with contextlib.suppress(KeyError):
@@ -169,7 +195,8 @@ def _show_device(t: Any, as_json: bool) -> None:
 
     cal = CostModel().calibration_for(t, t.runtime, "int8")
     if as_json:
-        _json({**t.to_dict(), "efficiency": effs, "latency_calibration": cal.to_dict() if cal else None})
+        _json({**t.to_dict(), "efficiency": effs, "latency_calibration": cal.to_dict() if cal else None,
+               "references": [r.to_dict() for r in refs]})
         return
     table = Table(title=f"{t.name}: {t.description}", title_justify="left")
     table.add_column("fact")
@@ -206,6 +233,20 @@ def _show_device(t: Any, as_json: bool) -> None:
     out.print(table)
     if t.notes:
         out.print(f"notes: {t.notes}", highlight=False)
+    if sources:
+        _print_references(refs, f"sources cited for {t.name}")
+    elif refs:
+        out.print(f"[n] cites a numbered source ({_plural(len(refs), 'reference')} here): 'chipfit devices show "
+                  f"{t.name} --sources' lists them", highlight=False, markup=False)
+
+
+def _print_references(refs: Any, title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    for col in ("#", "source", "supports"):
+        table.add_column(col, justify="right" if col == "#" else "left")
+    for r in refs:
+        table.add_row(f"[{r.number}]", f"{r.title}\n{r.url}", r.supports)
+    out.print(table)
 
 
 @app.command("profile")
@@ -225,6 +266,12 @@ def profile_cmd(
     from chipfit.targets import create_target
 
     with _errors():
+        if Path(model).suffix.lower() in (".onnx", ".tflite") and not Path(model).is_file():
+            from chipfit.space import reference_names
+
+            raise UsageError(f"no model file at '{model}': expected the path to an .onnx or .tflite file (e.g. "
+                             f"best/model.int8.onnx of a run), or a reference architecture: "
+                             f"{', '.join(reference_names())}.")
         c = load_contract(contract) if contract else None
         if target is not None:
             t = create_target(target)
@@ -340,6 +387,8 @@ class _RichProgress(SearchCallbacks):
                                  transient=False)
         self.trials = None
         self.epochs = None
+        self.enabled = enabled
+        self.phases: list[str] = []
 
     def __enter__(self) -> _RichProgress:
         self.progress.__enter__()
@@ -366,6 +415,28 @@ class _RichProgress(SearchCallbacks):
         self.progress.update(self.epochs, visible=False)
         self.progress.update(self.trials, completed=done)
 
+    def on_phase(self, name: str, detail: str = "") -> None:
+        """Each step of finishing the run on its own line, so the final measurement and export are never
+        silent."""
+        import time
+
+        now = time.monotonic()
+        if self.phases and self.enabled:
+            self.progress.console.print(f"  done in {now - self._phase_t0:.1f} s", highlight=False)
+        self.phases.append(name)
+        self._phase_t0 = now
+        if self.epochs is not None:
+            self.progress.update(self.epochs, visible=False)
+        if self.enabled:
+            self.progress.console.print(f"finishing: {name}{f' ({detail})' if detail else ''} …", highlight=False)
+
+    def finish(self) -> None:
+        """The last phase's duration."""
+        import time
+
+        if self.phases and self.enabled:
+            self.progress.console.print(f"  done in {time.monotonic() - self._phase_t0:.1f} s", highlight=False)
+
 
 @app.command("run")
 def run_cmd(
@@ -376,29 +447,51 @@ def run_cmd(
     backend: Annotated[str | None, typer.Option(help="local or ray (overrides search.backend).")] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address, e.g. 10.0.0.5:6379.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Parallel trainings (overrides search.workers).")] = None,
+    trials: Annotated[int | None, typer.Option("--trials", help="Candidates to record (overrides search.trials; "
+                                                                "recorded in the run's contract.yaml).")] = None,
+    time_budget: Annotated[float | None, typer.Option("--time-budget", help="Seconds of search per start or "
+                                                      "resume (overrides search.time_budget_s).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Most epochs per candidate (overrides "
+                                                                "search.epochs).")] = None,
 ) -> None:
-    """Search, train and quantize models that hold the contract; exit 3 when none does."""
+    """Search, train and quantize models that hold the contract; exit 3 when none does.
+
+    --trials, --time-budget and --epochs change the contract's search settings for this run (validated as the
+    YAML is) and are recorded in RUN_DIR/contract.yaml; with --resume they change the run's settings from then on.
+    """
     from chipfit.run import Run
 
     if backend not in (None, "local", "ray"):
         err.print(f"error: --backend must be local or ray; given '{backend}'", highlight=False)
         raise typer.Exit(EXIT_USAGE)
+    overrides = {k: v for k, v in (("trials", trials), ("time_budget_s", time_budget), ("epochs", epochs))
+                 if v is not None}
     run = None
     with _errors():
-        run = Run.load(contract) if resume and contract.is_dir() else Run.create(contract, out=out, resume=resume)
+        if resume and contract.is_dir():
+            run = Run.load(contract)
+        elif overrides and not resume:
+            from chipfit.contract import load_contract
+
+            run = Run.create(load_contract(contract).with_updates({"search": overrides}), out=out)
+        else:
+            run = Run.create(contract, out=out, resume=resume)
     assert run is not None
     from chipfit.runlock import hold
 
     with _errors(run.dir, f"the run in {run.dir}"), hold(run.dir):  # one owner from the search to the report
+        if overrides and resume:
+            run.update_search(overrides)  # an invalid value is a ContractError: exit 2, as in the YAML
         progress = _RichProgress(enabled=not as_json)
         try:
             with progress:
                 run.search(callbacks=progress, backend=backend, address=address, workers=workers)
+                report = run.report(callbacks=progress)
+                progress.finish()
         except KeyboardInterrupt:
             err.print(f"interrupted: finished candidates are kept in {run.dir}; continue with "
                       f"'chipfit run {run.dir} --resume'", highlight=False)
             raise typer.Exit(130) from None
-        report = run.report()
     if as_json:
         sys.stdout.write(report.to_json() + "\n")
     else:
@@ -416,8 +509,8 @@ def _print_run(report: Any, run: Any) -> None:
     out.print(f"{run.contract.name} on {report.target} ({report.runtime}): "
               + ", ".join(f"{v} {k.lower()}" for k, v in counts.items())
               + f"; {report.train_seconds_total:.1f} s training, {report.train_seconds_infeasible:.0f} s "
-              f"on infeasible candidates" + (f"; stopped: {report.stopped}" if report.stopped else ""),
-              highlight=False)
+              f"on infeasible candidates", highlight=False)
+    _print_stopped(report, run)
     if report.best is not None:
         b = report.best
         out.print(f"best: candidate {b.id} {json.dumps(b.config)}; int8 val acc {_fmt(b.accuracy_int8)}, "
@@ -478,9 +571,27 @@ def _print_run(report: Any, run: Any) -> None:
         if report.closest:
             c = report.closest
             out.print(f"closest candidate: {c.id} {json.dumps(c.config)} — {c.reason}", highlight=False, markup=False)
-    out.print(f"report: {run.dir / 'report.html'}", highlight=False)
+    out.print(f"report: {run.dir / 'report.html'}", highlight=False, soft_wrap=True)
     if report.best is not None:
-        out.print(f"model:  {run.dir / 'best'}", highlight=False)
+        out.print(f"model:  {run.dir / 'best'}", highlight=False, soft_wrap=True)
+
+
+def _print_stopped(report: Any, run: Any) -> None:
+    """Why the search stopped, on its own line; a stop on the time budget is shown in colour with the two
+    ways to search on."""
+    if not report.stopped:
+        return
+    s = run.contract.search
+    recorded = sum(report.counts.values())
+    line = f"search stopped: {report.stopped}" + (
+        "" if report.stopped.startswith("all ") else f" ({recorded} of {_plural(s.trials, 'trial')} recorded)")
+    if report.stopped.startswith("time budget") and s.time_budget_s:
+        out.print(f"[yellow]{line}[/]", highlight=False)
+        out.print(f"to search on: 'chipfit run {run.dir} --resume' (another {s.time_budget_s:g} s), or give it "
+                  f"longer: 'chipfit run {run.dir} --resume --time-budget {max(2 * s.time_budget_s, 60):g}'",
+                  highlight=False, markup=False, soft_wrap=True)
+    else:
+        out.print(line, highlight=False, markup=False)
 
 
 @app.command("export")
@@ -513,7 +624,10 @@ def report_cmd(
 
     with _errors(run_dir, f"the report of {run_dir}"):
         run = Run.load(run_dir)
-        report = run.report(export=False)
+        progress = _RichProgress(enabled=not as_json)
+        with progress:
+            report = run.report(export=False, callbacks=progress)
+            progress.finish()
     if as_json:
         sys.stdout.write(report.to_json() + "\n")
     else:

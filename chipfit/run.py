@@ -60,13 +60,11 @@ class Run:
         directory = Path(out) if out else Path("runs") / c.name
         if (directory / "contract.yaml").exists():
             if not resume:
-                raise RunExistsError(f"'{directory}' already holds a run. Resume it with --resume "
-                                     "(chipfit run CONTRACT --resume), or choose another --out.")
+                raise RunExistsError(f"'{directory}' already holds a run. Resume it with 'chipfit run {directory} "
+                                     "--resume', or choose another --out.")
             return cls.load(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        # the loaded contract's paths are absolute already: the resolved contract is its plain dump
-        resolved = c.model_dump(mode="json", exclude={"base_dir"})
-        (directory / "contract.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        _write_contract(directory, c)
         return cls(load_contract(directory / "contract.yaml"), directory)
 
     @classmethod
@@ -75,6 +73,16 @@ class Run:
         if not (d / "contract.yaml").exists():
             raise UsageError(f"'{d}' is not a chipfit run directory (no contract.yaml).")
         return cls(load_contract(d / "contract.yaml"), d)
+
+    def update_search(self, updates: dict[str, Any]) -> Run:
+        """Change the run's search settings (e.g. ``{"trials": 40, "time_budget_s": 600}`` to search on when
+        resuming), validated as the contract's YAML is; the run's contract.yaml is rewritten, so the run
+        records what it ran with. Only ``search`` may change: the data, target and budgets a run's
+        candidates were judged on stay as they were."""
+        c = self.contract.with_updates({"search": dict(updates)})
+        _write_contract(self.dir, c)
+        self.contract = c
+        return self
 
     # -- state --------------------------------------------------------------------------------------------
     @property
@@ -228,16 +236,17 @@ class Run:
         return float(self._state().get("wall_seconds", 0.0))
 
     @owns_run
-    def finalize(self, *, measure: bool = True) -> RunReport:
+    def finalize(self, *, measure: bool = True, callbacks: SearchCallbacks | None = None) -> RunReport:
         """Select the best candidate, measure it on the test split (and its finalists on real runtimes), copy
-        it to ``best/`` and write ``report.json``. Returns the typed report."""
+        it to ``best/`` and write ``report.json``. Returns the typed report. ``callbacks.on_phase`` is called
+        as each step begins."""
         from chipfit.report.build import RunState, build_report
 
         t0 = time.monotonic()
         with self.logging():
             state = RunState(self.dir, self.contract, self.target, self.dataset, self.candidates, self.pricer,
                              wall_seconds=0.0, stopped=self._state().get("stopped", ""))
-            report = build_report(state, measure=measure)
+            report = build_report(state, measure=measure, callbacks=callbacks)
             report = report.model_copy(update={"wall_seconds": self.wall_seconds() + time.monotonic() - t0})
             report.save(self.dir / "report.json")
         return report
@@ -257,35 +266,47 @@ class Run:
             raise ChipfitError(f"{self.dir}: no trained best candidate")
         return self.pricer.price(best.config).cost
 
-    def export(self, fmt: str = "all", *, strict: bool = True) -> dict[str, list[Path]]:
-        """Write deployable artifacts into ``best/`` (see :mod:`chipfit.export`)."""
+    def export(self, fmt: str = "all", *, strict: bool = True,
+               callbacks: SearchCallbacks | None = None) -> dict[str, list[Path]]:
+        """Write deployable artifacts into ``best/`` (see :mod:`chipfit.export`); ``callbacks.on_phase`` is
+        called as each format starts."""
         from chipfit.export import export_best
+        from chipfit.search.callbacks import PHASES
 
+        cb = callbacks or SearchCallbacks()
         with self.logging():
-            return export_best(self.best_model(), fmt, strict=strict)
+            return export_best(self.best_model(), fmt, strict=strict,
+                               on_format=lambda name: cb.on_phase(f"{PHASES['export']} {name}"))
 
     def render(self, report: RunReport | None = None) -> Path:
         """Write ``report.html`` from the typed report."""
         from chipfit.report.html import render
 
         report = report or self.load_report()
-        cost = self.pricer.price(report.best.config).cost if report.best else None
+        priced = self.pricer.price(report.best.config) if report.best else None
         return render(self.dir, report, contract=self.contract, target=self.target, records=self.candidates,
-                      best_cost=cost)
+                      best_cost=priced.cost if priced else None, best_graph=priced.candidate.graph if priced else None)
 
     @owns_run
-    def report(self, *, export: bool = True) -> RunReport:
+    def report(self, *, export: bool = True, callbacks: SearchCallbacks | None = None) -> RunReport:
         """Finalise (report.json), export every format available here, run the exported .tflite through TFLM,
-        and write report.html."""
-        report = self.finalize()
+        and write report.html. ``callbacks.on_phase`` is called as each step begins (see
+        :data:`chipfit.search.callbacks.PHASES`)."""
+        from chipfit.search.callbacks import PHASES
+
+        cb = callbacks or SearchCallbacks()
+        report = self.finalize(callbacks=cb)
         if export and report.best is not None:
-            self.export("all", strict=False)
+            self.export("all", strict=False, callbacks=cb)
+            if (self.dir / "best" / "model.tflite").is_file():
+                cb.on_phase(PHASES["tflm"])
             check = self.check_tflm()
             if check is not None:
                 report = report.model_copy(update={"tflm": check})
                 report.save(self.dir / "report.json")
                 if (self.dir / "best" / "manifest.json").is_file():
-                    self.export("manifest")  # the manifest embeds the final report
+                    self.export("manifest", callbacks=cb)  # the manifest embeds the final report
+        cb.on_phase(PHASES["html"])
         self.render(report)
         return report
 
@@ -319,6 +340,14 @@ class Run:
         gap = abs(ev.accuracy - acc_ort) * 100
         return TflmCheck(loaded=True, samples=ev.n, accuracy_tflm=ev.accuracy, accuracy_onnxruntime=acc_ort,
                          agreement=ev.agreement, gap_points=gap, flagged=gap > 1.0)
+
+
+def _write_contract(directory: Path, c: Contract) -> None:
+    """The resolved contract, as run: the loaded contract's paths are absolute already, so it is the plain dump."""
+    resolved = c.model_dump(mode="json", exclude={"base_dir"})
+    tmp = directory / "contract.yaml.tmp"
+    tmp.write_text(yaml.safe_dump(resolved, sort_keys=False))
+    tmp.replace(directory / "contract.yaml")
 
 
 def create_run(contract: Contract | str | Path, *, out: str | Path | None = None, resume: bool = False) -> Run:

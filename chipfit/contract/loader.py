@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from chipfit.contract.paths import absolute, resolve_paths, target_path
+from chipfit.contract.schema import _LOADER as _SCHEMA_LOADER
 from chipfit.contract.schema import Contract
 from chipfit.errors import ContractError, Problem, TargetError
 from chipfit.field.catalog import CONDITIONS
@@ -48,6 +49,9 @@ def load_contract(source: str | Path | Mapping[str, Any], *, base_dir: str | Pat
     if target is not None:
         contract.keep_target(target.with_runtime(contract.runtime) if contract.runtime else target)
     return contract
+
+
+_SCHEMA_LOADER["load"] = load_contract  # Contract.with_updates validates through it
 
 
 def _read(source: str | Path | Mapping[str, Any], base_dir: str | Path | None) -> tuple[YamlDoc, Path]:

@@ -6,6 +6,7 @@ the runtime run on that core) live in :mod:`chipfit.contract.loader`, so every p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -235,9 +236,49 @@ class Contract(_Model):
             self.keep_target(resolve_target(self))
         return self._target
 
+    def with_updates(self, updates: dict[str, Any]) -> Contract:
+        """A new contract: this one with ``updates`` deep-merged in (nested mappings merge key by key; any
+        other value, a list included, replaces), validated exactly as the YAML is, so every problem is
+        reported at once as a :class:`~chipfit.errors.ContractError`. Paths stay absolute; the resolved
+        target is kept when ``target`` and ``runtime`` are unchanged. The contract itself is frozen.
+
+        >>> from chipfit import load_contract
+        >>> c = load_contract("examples/digits.yaml")
+        >>> small = c.with_updates({"search": {"trials": 8, "time_budget_s": 120}})
+        >>> small.search.trials, small.search.time_budget_s, small.search.seed, c.search.trials
+        (8, 120.0, 0, 24)
+        >>> small.get_target() is c.get_target()
+        True
+        >>> c.with_updates({"search": {"trials": 0}})  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        chipfit.errors.ContractError: 1 problem in the contract:
+          search.trials: expected greater than or equal to 1; given 0
+        """
+        data = _deep_merge(self.model_dump(mode="json", exclude={"base_dir"}), updates)
+        new = _LOADER["load"](data, base_dir=self.base_dir)
+        if self._target is not None and new._key() == self._target_key:
+            new.keep_target(self._target)
+        return new
+
     def input_spec(self) -> InputSpec:
         """The input description, with the built-in dataset's defaults filled in."""
         if self.task.input is not None:
             return self.task.input
         return InputSpec(modality="image", shape=[8, 8, 1])
 
+
+#: The loader validates a changed contract as it validates YAML; it registers itself here when imported (the
+#: package imports it first), as the loader depends on this module and not the other way round.
+_LOADER: dict[str, Callable[..., Contract]] = {}
+
+
+def _deep_merge(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``updates`` merged in: mappings key by key, anything else replaced.
+
+    >>> _deep_merge({"search": {"trials": 24, "seed": 0}}, {"search": {"trials": 8}, "dtype": "float32"})
+    {'search': {'trials': 8, 'seed': 0}, 'dtype': 'float32'}
+    """
+    out = dict(base)
+    for k, v in updates.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

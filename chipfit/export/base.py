@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,9 +49,11 @@ def list_exporters() -> list[str]:
     return sorted(EXPORTERS)
 
 
-def export_best(best: BestModel, fmt: str = "all", *, strict: bool = True) -> dict[str, list[Path]]:
+def export_best(best: BestModel, fmt: str = "all", *, strict: bool = True,
+                on_format: Callable[[str], None] | None = None) -> dict[str, list[Path]]:
     """Run one exporter (with what it requires) or all of them. With ``strict=False`` an exporter that is not
-    available here (missing optional dependency) is skipped and logged instead of raising."""
+    available here (missing optional dependency) is skipped and logged instead of raising. ``on_format(name)``
+    is called as each exporter starts (progress)."""
     if fmt != "all" and fmt not in EXPORTERS:
         raise UsageError(f"unknown export format '{fmt}': expected all or {', '.join(list_exporters())}."
                          f"{did_you_mean(fmt, EXPORTERS)}")
@@ -64,6 +67,8 @@ def export_best(best: BestModel, fmt: str = "all", *, strict: bool = True) -> di
                 raise ExportError(f"the {name} exporter is not available here: {why}")
             log.warning("skipping the %s export: %s", name, why)
             continue
+        if on_format is not None:
+            on_format(name)
         try:
             out[name] = exp.export(best)
         except Exception as exc:  # a converter's failure or an exporter's bug: name the format

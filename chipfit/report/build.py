@@ -33,6 +33,7 @@ from chipfit.runreport import (
     RunReport,
 )
 from chipfit.runtime.preprocess import Preprocessor
+from chipfit.search.callbacks import PHASES, SearchCallbacks
 from chipfit.search.selection import pareto, select
 from chipfit.store import STATES, CandidateRecord
 from chipfit.targets.target import Target
@@ -57,10 +58,12 @@ class RunState:
     stopped: str = ""
 
 
-def build_report(state: RunState, *, measure: bool = True) -> RunReport:
-    """Finalise a run (see the module docstring); writes ``best/`` but not report.json."""
+def build_report(state: RunState, *, measure: bool = True, callbacks: SearchCallbacks | None = None) -> RunReport:
+    """Finalise a run (see the module docstring); writes ``best/`` but not report.json. ``callbacks.on_phase``
+    is called as each step begins (test split, robustness, finalists)."""
     import chipfit
 
+    cb = callbacks or SearchCallbacks()
     c, recs = state.contract, state.records
     sel = select(recs, c.budgets)
     common: dict[str, Any] = dict(
@@ -81,10 +84,13 @@ def build_report(state: RunState, *, measure: bool = True) -> RunReport:
     from chipfit.quantize.int8 import onnx_accuracy
 
     data = state.dataset
+    cb.on_phase(PHASES["test"], f"{len(data.y_test)} samples")
     pre = Preprocessor.load(state.dir / best.artifacts["preprocess"])
     x_test = pre(data.x_test)
     test_q = _finite_or_none(onnx_accuracy(state.dir / best.artifacts["int8"], x_test, data.y_test))
     test_f = _finite_or_none(onnx_accuracy(state.dir / best.artifacts["onnx"], x_test, data.y_test))
+    if c.field:
+        cb.on_phase(PHASES["robustness"], f"{len(c.field)} conditions")
     robustness, field = _robustness(state, best, pre)
     best_dir = state.dir / "best"
     best_dir.mkdir(exist_ok=True)
@@ -95,6 +101,8 @@ def build_report(state: RunState, *, measure: bool = True) -> RunReport:
         from chipfit.report.finalists import measure_finalists
 
         finalists = [best, *[r for r in pareto(recs) if r.id != best.id][: c.measure.finalists - 1]]
+        if finalists and (c.measure.agents or state.target.origin == "host"):
+            cb.on_phase(PHASES["finalists"], f"{len(finalists)} models")
         measured = measure_finalists(state.dir, c, state.target, finalists,
                                      lambda r: state.pricer.network_cost(r.config))
     cost = state.pricer.price(best.config).cost

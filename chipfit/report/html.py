@@ -1,8 +1,10 @@
 """``report.html``: one self-contained page (figures embedded as PNG, no scripts, opens offline).
 
 Sections: verdict table (every budget, achieved figure, margin, and whether it was predicted or measured),
-the Pareto front with the budget lines, the winner's per-layer latency and memory, the tensor-arena
-timeline, the robustness grid, predicted vs measured, the search history, the device and its sources.
+the Pareto front with the budget lines (infeasible candidates, costed and never trained, in a strip of their
+own), the winner's per-layer latency and memory (layers named by op, index, kernel and channels), the
+tensor-arena timeline, the robustness grid with its mean / worst summary, predicted vs measured, the search
+history, the device and its sources, and the numbered references the page cites.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chipfit.contract import Contract
-    from chipfit.cost.model import Cost
+    from chipfit.cost.model import Cost, LayerCost
+    from chipfit.graph.opgraph import OpGraph
     from chipfit.runreport import RunReport
     from chipfit.store import CandidateRecord
     from chipfit.targets.target import Target
@@ -60,10 +63,91 @@ def _td(x: str, cls: str = "") -> str:
     return f'<td class="{cls}">{x}</td>' if cls else f"<td>{x}</td>"
 
 
+DEVICE_FACTS = ("clock_mhz", "sram_kb", "arena_kb", "flash_kb", "active_power_mw", "sleep_power_uw")
+_SHORT = {"conv": "conv", "depthwise": "dwconv", "dense": "dense", "dsp": "front-end"}
+
+
+def layer_labels(layers: list[LayerCost], graph: OpGraph | None = None) -> list[str]:
+    """Readable, unique names for a model's layers: op, its index among ops of that kind, and kernel and
+    channels (from ``graph``, the winner's OpGraph, when given) or the output shape.
+
+    >>> from chipfit.cost.model import LayerCost
+    >>> layers = [LayerCost("0.0", "conv", "conv2d", 9216, 160, (1, 16, 8, 8), 0, 0.1, "compute", "cpu"),
+    ...           LayerCost("0.1", "activation", "relu", 0, 0, (1, 16, 8, 8), 0, 0.0, "compute", "cpu"),
+    ...           LayerCost("1.0", "conv", "conv2d", 73728, 4640, (1, 32, 8, 8), 0, 0.2, "compute", "cpu"),
+    ...           LayerCost("3.pool", "pool", "avgpool", 0, 0, (1, 32, 1, 1), 0, 0.0, "memory", "cpu"),
+    ...           LayerCost("4", "dense", "linear", 320, 330, (1, 10), 0, 0.0, "compute", "cpu")]
+    >>> layer_labels(layers)
+    ['conv#1 →16', 'activation#1 16x8x8', 'conv#2 3x3 16→32', 'pool#1 32x1x1', 'dense#1 32→10']
+    """
+    nodes = {n.name: n for n in graph.nodes} if graph is not None else {}
+    counts: dict[str, int] = {}
+    labels: list[str] = []
+    prev_channels: int | None = None  # the input's channels are known from the graph only
+    for layer in layers:
+        kind = _SHORT.get(layer.op, layer.op)
+        counts[kind] = counts.get(kind, 0) + 1
+        shape = tuple(layer.out_shape[1:]) if len(layer.out_shape) > 1 else tuple(layer.out_shape)
+        channels = shape[0] if shape else None
+        node = nodes.get(layer.name)
+        cin = prev_channels
+        if node is not None and node.inputs and graph is not None and node.inputs[0] in graph.tensors:
+            in_shape = graph.tensors[node.inputs[0]].shape
+            cin = in_shape[1] if len(in_shape) > 1 else cin
+        label = f"{kind}#{counts[kind]}"
+        if layer.op == "dsp":
+            label = f"front-end ({layer.op_type})"
+        elif layer.op in ("conv", "depthwise") and channels:
+            kernel = _kernel(layer, node, cin, channels)
+            label += f" {kernel + ' ' if kernel else ''}" + (f"{cin or ''}→{channels}" if layer.op == "conv"
+                                                             else f"{channels}ch")
+        elif layer.op == "dense" and channels:
+            label += f" {cin or ''}→{channels}"
+        elif shape:
+            label += " " + "x".join(map(str, shape))
+        labels.append(label)
+        if channels:
+            prev_channels = channels
+    return labels
+
+
+def _kernel(layer: LayerCost, node: Any, cin: int | None, cout: int) -> str:
+    """``3x3``: from the graph's node, else from the parameter count (weights + bias) when it is exact."""
+    if node is not None and getattr(node, "kernel", ()):
+        return "x".join(map(str, node.kernel))
+    if cin is None and layer.op == "conv":
+        return ""
+    per = (cin or 1) * cout if layer.op == "conv" else cout
+    for weights in (layer.params - cout, layer.params):
+        k2 = weights / per if per else 0
+        k = round(k2 ** 0.5)
+        if k >= 1 and k * k == k2:
+            return f"{k}x{k}"
+    return ""
+
+
+def _references(report: RunReport, target: Target, cost: Cost | None) -> str:
+    """The numbered sources the page cites (device facts, efficiency sources), as a list with their URLs."""
+    from chipfit.targets.references import cited, resolve
+
+    texts = [target.sources.get(k, "") for k in DEVICE_FACTS] if target.origin == "builtin" else []
+    texts += [cost.efficiency_source] if cost is not None else []
+    texts += [f"{b.source} {b.basis}" for b in report.budgets]
+    refs = resolve(cited(*texts), strict=False)
+    if not refs:
+        return ""
+    items = "".join(f'<li id="ref-{r.number}" value="{r.number}">{_e(r.title)} — <a href="{_e(r.url)}">'
+                    f"{_e(r.url)}</a><br><small>supports: {_e(r.supports)}</small></li>" for r in refs)
+    return (f"<h2>References</h2><p><small>[n] in this page cites entry n (shipped in chipfit/targets/knowledge/"
+            f"references.yaml; <code>chipfit devices show {_e(target.name)} --sources</code> lists a device's)"
+            f"</small></p><ol id=\"references\">{items}</ol>")
+
+
 def render(run_dir: Path, report: RunReport, *, contract: Contract, target: Target,
-           records: list[CandidateRecord], best_cost: Cost | None) -> Path:
+           records: list[CandidateRecord], best_cost: Cost | None, best_graph: OpGraph | None = None) -> Path:
     """Write ``run_dir/report.html`` from the typed ``report``, the run's candidate ``records`` (Pareto plot)
-    and the winner's predicted ``best_cost`` (per layer, arena plan)."""
+    and the winner's predicted ``best_cost`` (per layer, arena plan; ``best_graph``, its OpGraph, names the
+    layers by kernel and channels)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,7 +160,8 @@ def render(run_dir: Path, report: RunReport, *, contract: Contract, target: Targ
     parts = [f"<h1>chipfit report: {_e(contract.name)}</h1>",
              f'<p class="verdict-banner banner-{_e(v)}">verdict: <span class="{_e(v)}">{_e(v)}</span></p>',
              f"<p>target <b>{_e(report.target)}</b> with <b>{_e(report.runtime)}</b>; "
-             f"wall time {report.wall_seconds:.0f} s{'; ' + _e(report.stopped) if report.stopped else ''}</p>"]
+             f"wall time {report.wall_seconds:.0f} s"
+             f"{'; search stopped: ' + _e(report.stopped) if report.stopped else ''}</p>"]
     # verdict table
     rows = []
     for b in report.budgets:
@@ -102,7 +187,11 @@ def render(run_dir: Path, report: RunReport, *, contract: Contract, target: Targ
     # pareto front
     cands = records
     done = [r for r in cands if r.state == "COMPLETE" and r.accuracy_int8 is not None]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    infeasible = [r for r in cands if r.state == "INFEASIBLE" and "latency_ms" in r.predicted]
+    if infeasible:  # costed, never trained: a strip of their own below the plot, never at accuracy 0
+        fig, (ax, strip) = plt.subplots(2, 1, figsize=(7, 5), sharex=True, gridspec_kw={"height_ratios": [4, 1]})
+    else:
+        fig, ax = plt.subplots(figsize=(7, 4))
     if done:
         ax.scatter([r.predicted["latency_ms"] for r in done], [r.accuracy_int8 for r in done], c="#999", s=18,
                    label="trained candidates")
@@ -110,23 +199,36 @@ def render(run_dir: Path, report: RunReport, *, contract: Contract, target: Targ
     if front:
         ax.plot([r.predicted["latency_ms"] for r in front], [r.accuracy_int8 for r in front], "o-", c="#1565c0",
                 label="Pareto front")
-    infeasible = [r for r in cands if r.state == "INFEASIBLE" and "latency_ms" in r.predicted]
-    if infeasible:
-        ax.scatter([r.predicted["latency_ms"] for r in infeasible], [0.0] * len(infeasible), marker="x", c="#b00020",
-                   s=18, label="infeasible (never trained)")
     lat = contract.budgets.latency_ms
     if lat:
         ax.axvline(lat.max, ls="--", c="#b00020", label=f"latency budget {lat.max:g} ms")
     if contract.budgets.accuracy:
         ax.axhline(contract.budgets.accuracy, ls=":", c="#0a7d22", label="accuracy budget")
-    ax.set_xlabel("predicted latency (ms)")
     ax.set_ylabel("int8 validation accuracy (measured)")
-    ax.legend(fontsize=8)
-    parts += ["<h2>Pareto front</h2>", _png(fig)]
+    if done or front or lat or contract.budgets.accuracy:
+        ax.legend(fontsize=8)
+    note = ""
+    if infeasible:
+        import numpy as np
+
+        jitter = np.random.default_rng(0).uniform(0.2, 0.8, len(infeasible))
+        strip.scatter([r.predicted["latency_ms"] for r in infeasible], jitter, marker="x", c="#b00020", s=18)
+        if lat:
+            strip.axvline(lat.max, ls="--", c="#b00020")
+        strip.set_ylim(0, 1)
+        strip.set_yticks([])
+        strip.set_ylabel("costed,\nnever trained", fontsize=8, rotation=0, ha="right", va="center")
+        strip.set_xlabel("predicted latency (ms)")
+        note = (f"<p id='never-trained'>{len(infeasible)} candidate{'s' if len(infeasible) != 1 else ''} "
+                "costed, never trained: each breaks a budget before training (predicted), so it has no "
+                "accuracy; drawn in the strip below the plot.</p>")
+    else:
+        ax.set_xlabel("predicted latency (ms)")
+    parts += ["<h2>Pareto front</h2>", _png(fig), note]
     # per-layer + arena timeline of the winner
     if best_cost is not None:
         cost = best_cost
-        names = [layer.name for layer in cost.layers]
+        names = layer_labels(list(cost.layers), best_graph)
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, max(3, 0.22 * len(names))))
         a1.barh(names, [layer.latency_ms for layer in cost.layers], color="#1565c0")
         a1.invert_yaxis()
@@ -135,8 +237,14 @@ def render(run_dir: Path, report: RunReport, *, contract: Contract, target: Targ
         a2.invert_yaxis()
         a2.set_xlabel("live tensor memory (kB)")
         a2.set_yticklabels([])
+        layer_rows = [[_td(_e(label)), _td(_e(layer.name)), _td(f"{layer.macs:,}", "num"),
+                       _td(f"{layer.latency_ms:.4f}", "num"), _td(f"{layer.ram_bytes:,}", "num")]
+                      for label, layer in zip(names, cost.layers, strict=True)]
         parts += ["<h2>Winner per layer (predicted)</h2>", f"<p><small>{_e(cost.basis)}; efficiency: "
-                  f"{_e(cost.efficiency_source)}</small></p>", _png(fig)]
+                  f"{_e(cost.efficiency_source)}</small></p>", _png(fig),
+                  "<details><summary>layers</summary>", _table(["layer", "module", "MACs", "latency ms",
+                                                                "live RAM B"], layer_rows, "layers-table"),
+                  "</details>"]
         plan = cost.arena_plan
         fig, ax = plt.subplots(figsize=(9, 3.5))
         for buf in plan["buffers"]:
@@ -153,8 +261,16 @@ def render(run_dir: Path, report: RunReport, *, contract: Contract, target: Targ
     # robustness
     rob = report.robustness
     if rob:
-        parts += ["<h2>Robustness (measured, int8)</h2>", _table(["condition", "severity", "accuracy"], [
-            [_td(_e(r.condition)), _td(_fmt(r.severity), "num"), _td(_fmt(r.accuracy), "num")] for r in rob])]
+        rob_rows = [[_td(_e(r.condition)), _td(_fmt(r.severity), "num"), _td(_fmt(r.accuracy), "num")] for r in rob]
+        fa = report.field_accuracy
+        if fa is not None:
+            rob_rows.append([_td("<b>mean / worst</b>"), _td(""), _td(f"<b>{_fmt(fa.mean)} / {_fmt(fa.worst)}</b>",
+                                                                      "num")])
+        parts += ["<h2>Robustness (measured, int8)</h2>",
+                  _table(["condition", "severity", "accuracy"], rob_rows, "robustness-table")]
+        if fa is not None:
+            parts.append(f"<p><small>the field_accuracy budget is judged on the {_e(fa.over)}; {_e(fa.source)}"
+                         "</small></p>")
     else:
         parts.append("<h2>Robustness</h2><p>No field conditions were evaluated for this run.</p>")
     # the exported .tflite under TFLM
@@ -205,11 +321,11 @@ def render(run_dir: Path, report: RunReport, *, contract: Contract, target: Targ
               f"{report.train_seconds_infeasible:.1f} s on infeasible candidates.</p>"]
     # device
     t = target
-    rows = [[_td(_e(k)), _td(_fmt(getattr(t, k)), "num"), _td(_e(t.sources.get(k, "")))] for k in
-            ("clock_mhz", "sram_kb", "arena_kb", "flash_kb", "active_power_mw", "sleep_power_uw")
+    rows = [[_td(_e(k)), _td(_fmt(getattr(t, k)), "num"), _td(_e(t.sources.get(k, "")))] for k in DEVICE_FACTS
             if getattr(t, k) is not None]
     parts += [f"<h2>Device: {_e(t.name)}</h2><p>{_e(t.description)} — core {_e(t.core)}, runtimes "
-              f"{_e(', '.join(t.runtimes))}</p>", _table(["fact", "value", "source"], rows, "device-table")]
+              f"{_e(', '.join(t.runtimes))}</p>", _table(["fact", "value", "source"], rows, "device-table"),
+              _references(report, t, best_cost)]
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>chipfit report: "
             f"{_e(contract.name)}</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
     out = Path(run_dir) / "report.html"

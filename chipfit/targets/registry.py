@@ -3,6 +3,8 @@
 >>> from chipfit.targets.registry import create_target, list_targets
 >>> list_targets("stm32h7*")
 ['stm32h743', 'stm32h7a3']
+>>> list_targets("stm32")
+['stm32f746', 'stm32h743', 'stm32h7a3', 'stm32l4r5']
 >>> create_target("stm32h734")  # doctest: +IGNORE_EXCEPTION_DETAIL
 Traceback (most recent call last):
 chipfit.errors.TargetError: ... Did you mean 'stm32h743'?
@@ -56,9 +58,17 @@ def _ensure_registered() -> None:
 
 
 def list_targets(pattern: str = "*") -> list[str]:
-    """Registered device names matching a shell-style ``pattern``, sorted."""
+    """Registered device names matching ``pattern``, sorted: a shell-style glob when it has ``*``, ``?`` or
+    ``[``, otherwise a part of the name (case-insensitive).
+
+    >>> list_targets("nrf"), list_targets("H7A")
+    (['nrf52840'], ['stm32h7a3'])
+    """
     _ensure_registered()
-    return sorted(n for n in _FACTORIES if fnmatch.fnmatch(n, pattern))
+    if any(ch in pattern for ch in "*?["):
+        return sorted(n for n in _FACTORIES if fnmatch.fnmatch(n, pattern))
+    part = pattern.lower()
+    return sorted(n for n in _FACTORIES if part in n.lower())
 
 
 def create_target(spec: str | Path | Mapping[str, Any], *, runtime: str | None = None) -> Target:

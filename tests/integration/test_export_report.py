@@ -141,6 +141,8 @@ def test_report_html_renders_in_headless_chromium(run_dir):
         text = table.inner_text()
         assert "latency_ms" in text and "PASS" in text and "predicted" in text and "measured" in text
         assert page.locator("img").count() >= 3
+        assert page.locator("#references li").count() >= 1  # the numbered sources the page cites
+        assert "mean / worst" in page.locator("#robustness-table").inner_text()
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
         browser.close()
     assert not errors, errors

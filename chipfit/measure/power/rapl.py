@@ -29,6 +29,10 @@ class RaplZone:
 
 _RAPL_TOP = re.compile(r"^intel-rapl:\d+$")
 
+_EXTERNAL_METER = (
+    "Measure with an external power meter instead: record the inference windows with `chipfit measure MODEL "
+    "--windows-out windows.json` while the meter captures, then `chipfit energy CAPTURE.csv --windows windows.json`."
+)
 _PERMISSION_HINT = (
     "Since Linux 5.10 the RAPL energy counters are readable by root only (CVE-2020-8694). Run as root, or "
     "grant read access until the next boot with `sudo chmod o+r {files}` (a udev rule makes it permanent)."
@@ -67,8 +71,7 @@ class RaplMeter(PowerMeter):
             raise MeasurementError(
                 f"RAPL: expected the powercap folder {self.root}; it does not exist. RAPL needs Linux on an "
                 "Intel or AMD CPU with the intel_rapl_common driver loaded (`sudo modprobe intel_rapl_msr`); "
-                "virtual machines and containers usually do not expose it. Use a trace from an external meter "
-                "instead (chipfit.measure.power.load_trace)."
+                f"virtual machines and containers usually do not expose it. {_EXTERNAL_METER}"
             )
         found: list[tuple[str, Path]] = []
         for d in sorted(self.root.iterdir(), key=lambda p: _natural_key(p.name)):
@@ -83,7 +86,8 @@ class RaplMeter(PowerMeter):
             seen = ", ".join(f"{d.name} ({n})" for n, d in found) or "none"
             raise MeasurementError(
                 f"RAPL: expected a package (or psys) zone under {self.root} (folders intel-rapl:N whose `name` "
-                f"starts with 'package'); given zones: {seen}. This CPU or kernel does not expose package energy."
+                f"starts with 'package'); given zones: {seen}. This CPU or kernel does not expose package energy. "
+                f"{_EXTERNAL_METER}"
             )
         zones = []
         for n, d in chosen:
