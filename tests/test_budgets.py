@@ -72,3 +72,14 @@ def test_report_rows_old_and_new():
     r = RunReport(contract="c", target="stm32l4r5", runtime="x-cube-ai", verdict="PASS", budgets=[new])
     back = RunReport.model_validate_json(r.to_json())
     assert back.budgets[0].result == "AT RISK" and back.budgets[0].interval == [7.0, 11.0]
+
+
+def test_report_row_carries_result_interval_and_path():
+    from chipfit.report.build import budget_row
+
+    cost = profile("resnet8", target="stm32l4r5", input_shape=(32, 32, 3)).cost
+    c = load_contract({"name": "x", "task": {"data": {"source": "builtin"}}, "target": "stm32l4r5",
+                       "budgets": {"latency_ms": (cost.latency_ms + cost.latency_interval_ms[1]) / 2}})
+    row = budget_row(next(b for b in check_budgets(cost, c) if b.name == "latency_ms"), cost)
+    assert row.result == "AT RISK" and row.passed is True
+    assert row.interval == list(cost.latency_interval_ms) and row.path == cost.predicted_by == "fitted board"
