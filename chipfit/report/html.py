@@ -269,8 +269,9 @@ def render(run_dir: Path, report: RunReport, *, contract: Contract, target: Targ
         parts += ["<h2>Robustness (measured, int8)</h2>",
                   _table(["condition", "severity", "accuracy"], rob_rows, "robustness-table")]
         if fa is not None:
-            parts.append(f"<p><small>the field_accuracy budget is judged on the {_e(fa.over)}; {_e(fa.source)}"
-                         "</small></p>")
+            judged = (f"the field_accuracy budget is judged on the {_e(fa.over)}; "
+                      if contract.budgets.field_accuracy else "")
+            parts.append(f"<p><small>{judged}{_e(fa.source)}</small></p>")
     else:
         parts.append("<h2>Robustness</h2><p>No field conditions were evaluated for this run.</p>")
     # the exported .tflite under TFLM
