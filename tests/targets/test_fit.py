@@ -125,3 +125,13 @@ def test_devices_show_lists_versions():
     xc = d["efficiency"]["x-cube-ai"]
     assert xc["version"] == "10.2" and xc["predicted_by"] == "fitted board"
     assert [v["version"] for v in xc["versions"]] == ["7.1", "7.3", "8.0", "8.1", "9.0", "10.2"]
+
+
+def test_cycles_do_not_depend_on_the_clock_on_published_boards():
+    """One workload published at two clocks on both STM32 families takes the same cycles: latency ~ 1 / clock."""
+    import yaml
+
+    inv = yaml.safe_load(fitmod.OUT_PATH.read_text())["clock_invariance"]
+    assert len(inv) >= 2
+    for key, v in inv.items():
+        assert abs(v["cycles_ratio"] - 1) < 0.02, key
