@@ -188,6 +188,18 @@ def test_measure_through_an_agent_without_its_token(agent, tmp_path):
     assert done.exit_code == 0, done.output
 
 
+def test_measure_through_an_agent_with_the_wrong_token(agent, tmp_path):
+    url, token = agent
+    model = conv_model(tmp_path / "conv.onnx")
+    wrong = tmp_path / "wrong.token"
+    wrong.write_text("not-the-agents-token-0123456789\n")
+    wrong.chmod(0o600)
+    r = cli("measure", str(model), "--agent", url, "--token-file", str(wrong))
+    assert r.exit_code != 0 and "check --token-file" in r.output and "Traceback" not in r.output
+    done = cli("measure", str(model), "--agent", url, "--token-file", str(token), "--rounds", "1", "--runs", "3")
+    assert done.exit_code == 0, done.output
+
+
 # -- energy -------------------------------------------------------------------------------------------------------
 def test_rapl_unavailable_points_to_the_energy_commands_and_they_work(tmp_path):
     from chipfit.errors import MeasurementError
@@ -259,6 +271,17 @@ def test_predictor_without_a_manifest_says_export_and_export_works(finished_run,
     cmd = re.search(r"\((chipfit export RUN_DIR[^)]*)\)", str(e.value)).group(1)
     args = [str(run) if a == "RUN_DIR" else a for a in shlex.split(cmd)[1:]]
     r = cli(*args)
+    assert r.exit_code == 0, r.output
+    assert Predictor(run).manifest is not None
+    # a manifest from another chipfit version says how to re-export it; that works too
+    path = run / "best" / "manifest.json"
+    doc = json.loads(path.read_text())
+    doc["manifest_version"] = 1
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ChipfitError) as e:
+        Predictor(run)
+    (cmd,) = suggested(str(e.value))
+    r = cli(*[str(run) if a == "RUN_DIR" else a for a in cmd])
     assert r.exit_code == 0, r.output
     assert Predictor(run).manifest is not None
 
