@@ -147,3 +147,23 @@ def test_time_budget_stop_is_obvious_and_its_hint_resumes_with_overrides_recorde
     tail = r.stdout.strip().splitlines()[-2:]
     assert tail == [f"report: {out / 'report.html'}", f"model:  {out / 'best'}"]
     assert (out / "report.html").is_file() and (out / "best" / "model.int8.onnx").is_file()
+
+
+@pytest.mark.parametrize("stopped, expected, hint", [
+    ("all 24 trials recorded", "search stopped: all 24 trials recorded", False),
+    ("time budget of 240 s used", "search stopped: time budget of 240 s used (9 of 24 trials recorded)", True),
+    ("nothing left to sample: the last 120 samples repeated configs already recorded",
+     "search stopped: nothing left to sample: the last 120 samples repeated configs already recorded (9 of 24 "
+     "trials recorded)", False),
+])
+def test_why_the_search_stopped_is_a_line_of_its_own(capsys, stopped, expected, hint):
+    from types import SimpleNamespace
+
+    from chipfit.cli import _print_stopped
+
+    run = SimpleNamespace(dir=Path("runs/x"), contract=load_contract(REPO / "examples" / "digits.yaml"))
+    report = SimpleNamespace(stopped=stopped, counts={"INFEASIBLE": 3, "PRUNED": 1, "FAILED": 0, "COMPLETE": 5})
+    _print_stopped(report, run)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == expected
+    assert (len(lines) == 2 and "'chipfit run runs/x --resume --time-budget 480'" in lines[1]) == hint
