@@ -233,7 +233,10 @@ def _show_device(t: Any, as_json: bool, sources: bool = False) -> None:
     out.print(table)
     if t.notes:
         out.print(f"notes: {t.notes}", highlight=False)
-    if sources:
+    if sources and not refs:
+        out.print(f"{t.name}: its facts cite no numbered source (measured here, declared in a file, or estimated; "
+                  "see the source column)", highlight=False, markup=False)
+    elif sources:
         _print_references(refs, f"sources cited for {t.name}")
     elif refs:
         out.print(f"[n] cites a numbered source ({_plural(len(refs), 'reference')} here): 'chipfit devices show "
@@ -958,8 +961,7 @@ def calibrate_cmd(
             raise UsageError(f"--dtype must be int8 or float32; given '{dtype}'.")
         t = create_target(target)
         if t.runtime != "onnxruntime":
-            raise UsageError(f"probes run on ONNX Runtime, but {t.name}'s runtime is {t.runtime}: calibrate "
-                             f"'{t.name}.onnxruntime' (and pin `runtime: onnxruntime` in contracts) to use it.")
+            raise UsageError(_calibrate_hint(t))
         rt = None
         if agent is not None and t.origin == "host":
             raise UsageError("--target host means this machine, measured here; to calibrate the device behind "
@@ -988,6 +990,21 @@ def calibrate_cmd(
                  ("feature costs", f"{len(cal.coefficients)} non-zero (scheme {cal.scheme})"), ("saved to", str(path))):
         table.add_row(k, v)
     out.print(table)
+
+
+def _calibrate_hint(t: Any) -> str:
+    """Why ``t`` cannot be calibrated as named, and a command that works: pinning ONNX Runtime where the
+    device runs it, otherwise a target that does."""
+    from chipfit.targets.knowledge import runtimes
+
+    head = f"probes run on ONNX Runtime, but {t.name}'s runtime is {t.runtime}"
+    if t.core in runtimes()["onnxruntime"].cores:
+        return (f"{head}: calibrate its ONNX Runtime instead, 'chipfit calibrate --target {t.name}.onnxruntime "
+                "--agent URL --token-file F' (and pin `runtime: onnxruntime` in contracts to use it).")
+    return (f"{head}, and ONNX Runtime does not run on its {t.core}, so it cannot be calibrated by measurement: "
+            f"its latency comes from published measurements ('chipfit devices show {t.name}' says which). "
+            "Calibration is for targets that run ONNX Runtime: this machine ('chipfit calibrate --target host'), "
+            "or a board such as 'rpi5.onnxruntime' through its agent.")
 
 
 def main() -> None:
