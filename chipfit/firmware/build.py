@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -248,6 +249,8 @@ def compile_sources(core: Core, tree: Path, rels: list[str], *, jobs: int | None
     jobs = jobs or max(1, min(len(os.sched_getaffinity(0)), 8))
     objs = [_obj_path(objdir, r) for r in rels]
     with _locked(cache):
+        for left in cache.glob("chipfit-pch-*"):  # a batch killed mid-way (we hold the lock: nobody uses it)
+            shutil.rmtree(left, ignore_errors=True)
         todo = [(r, o) for r, o in zip(rels, objs, strict=True) if _stale(o, tree / r)]
         if not todo:
             return objs, 0, len(rels)
@@ -388,15 +391,22 @@ def build_firmware(model: str | Path | bytes, core: str | Core = "cortex-m4", *,
     if out is None:
         key = hashlib.sha256(data + f"|{serial}|{arena_size}|{HARNESS_REV}".encode()).hexdigest()[:16]
         proj = cache / "fw" / key
+    else:
+        proj = Path(out)
+    proj.mkdir(parents=True, exist_ok=True)
+    with _locked(proj) if out is None else contextlib.nullcontext():  # two builds of one image wait in turn
         done = proj / "firmware.done.json"
-        if done.is_file() and (proj / "build" / "firmware.elf").is_file():
+        if out is None and done.is_file() and (proj / "build" / "firmware.elf").is_file():
             d = json.loads(done.read_text())
             d.update(elf=Path(d["elf"]), project=Path(d["project"]), build_s=time.perf_counter() - t0,
                      compiled=0, reused=d["compiled"] + d["reused"])
             return Firmware(**d)
-    else:
-        proj = Path(out)
-    proj.mkdir(parents=True, exist_ok=True)
+        return _build(proj, data, name, c, tree, t0, serial=serial, arena_size=arena_size, jobs=jobs,
+                      cached=out is None)
+
+
+def _build(proj: Path, data: bytes, name: str, c: Core, tree: Path, t0: float, *, serial: bool,
+           arena_size: int | None, jobs: int | None, cached: bool) -> Firmware:
     facts = write_project(proj, data, name, c, serial=serial, arena_size=arena_size, tree=tree)
     objs, n_new, n_old = compile_sources(c, tree, facts["tflm_sources"], jobs=jobs)
     build = proj / "build"
@@ -424,7 +434,7 @@ def build_firmware(model: str | Path | bytes, core: str | Core = "cortex-m4", *,
                   arena_size=facts["arena_size"], input_bytes=facts["input_bytes"], flash_bytes=flash,
                   ram_bytes=ram, build_s=time.perf_counter() - t0, compiled=n_new, reused=n_old,
                   sources=facts["tflm_sources"])
-    if out is None:
+    if cached:
         (proj / "firmware.done.json").write_text(json.dumps(fw.to_dict()))
     _log.info("built %s for %s in %.1f s (%d objects compiled, %d from the cache)", name, c.name, fw.build_s,
               n_new, n_old)
