@@ -9,24 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-MLPERF = {"ic": "ic/pretrainedResnet_quant.tflite", "kws": "kws/kws_ref_model.tflite",
-          "vww": "vww/vww_96_int8.tflite", "ad": "ad/ad01_int8.tflite"}
-
-
-def farm_missing(qemu: bool = True) -> str | None:
-    """Why the firmware tests cannot run here, or None."""
-    from chipfit.firmware.toolchain import FirmwareError, missing, tflm_source
-    from chipfit.measure.tflm import available
-
-    why = missing(qemu)
-    if why:
-        return f"{why} (the firmware tests need them)"
-    try:
-        tflm_source()
-    except FirmwareError as e:
-        return str(e)
-    return available()
+from farm_helpers import MLPERF, farm_missing
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,7 @@ def test_missing_sources_say_where_to_get_them(monkeypatch: pytest.MonkeyPatch, 
 
 
 def test_an_op_tflm_cannot_register_is_named() -> None:
-    from conftest import farm_missing
+    from farm_helpers import farm_missing
 
     from chipfit.firmware.build import kernel_sources
     from chipfit.firmware.toolchain import tflm_source

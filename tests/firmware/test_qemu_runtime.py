@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MLPERF
+from farm_helpers import MLPERF
 
 from chipfit.cost.arena import tflm_arena
 

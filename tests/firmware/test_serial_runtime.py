@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import MLPERF
+from farm_helpers import MLPERF
 
 from chipfit.errors import MeasurementError
 
