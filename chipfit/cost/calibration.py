@@ -293,3 +293,68 @@ def find_calibration(target: str, runtime: str, dtype: str, device: str | None =
             if cal.applies_to(target, runtime, dtype):
                 return cal
     return None
+
+
+@dataclass(frozen=True)
+class CpiCalibration:
+    """A real board's cycles per emulated instruction (``chipfit calibrate --serial``): the reference models'
+    cycles measured on the board (DWT counter, or SysTick ticks x the clock) over their instructions on the
+    emulated core, for the TFLM + CMSIS-NN firmware. It applies to ``target`` (or, without one, to every
+    target with this ``core`` at this ``clock_mhz``) running ``runtime``, through the instruction path of the
+    cost model (:mod:`chipfit.cost.instructions`)."""
+
+    core: str
+    clock_mhz: float
+    cpi: float
+    per_model: Mapping[str, float]
+    runtime: str = "tflm-cmsis-nn"
+    target: str = ""
+    port: str = ""
+    board: str = ""  # what the board's firmware answered to PING
+    created: str = ""
+    kind: str = "cpi"
+
+    def describe(self) -> str:
+        spread = (f", {min(self.per_model.values()):.3g}-{max(self.per_model.values()):.3g} over "
+                  f"{', '.join(sorted(self.per_model))}") if self.per_model else ""
+        return (f"measured on the board at {self.port or 'a serial port'} ({self.core} @ {self.clock_mhz:g} MHz, "
+                f"chipfit calibrate --serial, {self.created or 'undated'}{spread})")
+
+    def interval(self) -> tuple[float, float] | None:
+        """None: the path's cross-validated interval (held-out network) applies."""
+        return None
+
+    def save(self, path: str | Path) -> Path:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path) -> CpiCalibration:
+        p = Path(path)
+        try:
+            d = json.loads(p.read_text())
+            return cls(**{**d, "per_model": dict(d.get("per_model", {}))})
+        except (OSError, ValueError, TypeError) as e:
+            raise MeasurementError(f"a CPI calibration written by `chipfit calibrate --serial` at '{p}'; it is "
+                                   f"unreadable ({type(e).__name__}: {e}). Delete it and calibrate again.") from None
+
+
+def cpi_calibration_path(target: str, core: str, clock_mhz: float, runtime: str = "tflm-cmsis-nn") -> Path:
+    """Where a board's CPI calibration is cached: per target name when given, else per core and clock."""
+    from chipfit.paths import cache_dir
+
+    who = target or f"{core}@{clock_mhz:g}MHz"
+    return cache_dir() / "calibrations" / f"cpi-{who}-{runtime}.json"
+
+
+def find_cpi_calibration(target: str, core: str, runtime: str, clock_mhz: float) -> CpiCalibration | None:
+    """The board CPI calibration for ``target`` (first), else for its core at its clock, or None."""
+    for p in (cpi_calibration_path(target, core, clock_mhz, runtime),
+              cpi_calibration_path("", core, clock_mhz, runtime)):
+        if p.is_file():
+            cal = CpiCalibration.load(p)
+            if cal.core == core and cal.runtime == runtime and abs(cal.clock_mhz - clock_mhz) < 1e-6:
+                return cal
+    return None

@@ -33,9 +33,18 @@ from typing import Any
 
 from chipfit.cost.arena import ArenaPlan, buffers, plan, tflm_ram
 from chipfit.cost.calibration import SCHEME, Calibration
+from chipfit.cost.instructions import InstructionEstimate, estimate_instructions, published_cpi
 from chipfit.graph.opgraph import DTYPE_BYTES, OpClass, OpGraph
 from chipfit.logging import get_logger
-from chipfit.targets.knowledge import MAC_CLASSES, board_power_mw, core_types, efficiency, runtimes, split_runtime
+from chipfit.targets.knowledge import (
+    MAC_CLASSES,
+    board_power_mw,
+    boards_of,
+    core_types,
+    efficiency,
+    runtimes,
+    split_runtime,
+)
 from chipfit.targets.target import Target
 
 _log = get_logger(__name__)
@@ -213,6 +222,9 @@ class CostModel:
         peak_macs_s = peak * 1e9 if peak else None  # measured peak (the host), used with the runtime's efficiency share
         cal = self.calibration_for(target, rt_name, dtype)
         cal_ms = cal.node_ms(graph) if cal is not None else None
+        ins = None  # the instruction path: emulated instructions per layer x the board's cycles per instruction
+        if cal is None and acc is None and dtype == "int8" and ct.family == "mcu":
+            ins = self._instructions(graph, target, rt_name, rt_version, on_board)
         if cal is not None:
             total_s += cal.coefficients.get("const", 0.0) / 1e3
         for i, n in enumerate(graph.nodes):
@@ -252,6 +264,8 @@ class CostModel:
             seconds = body * scale + overhead_s
             if cal_ms is not None:
                 seconds = cal_ms[i] / 1e3
+            elif ins is not None:
+                seconds = ins.instructions[i] * ins.cpi / clock_hz
             if on_acc and acc.power_mw:
                 acc_energy_mj += seconds * acc.power_mw
             total_s += seconds
@@ -283,19 +297,35 @@ class CostModel:
         path = "calibrated" if cal is not None else eff.path + (f" (CPU part; {acc.kind} analytical)" if acc else "")
         stated = mcu and cal is None and acc is None  # cross-validated only for a CPU-only microcontroller
         lat_iv = eff.interval if stated else None
+        source = cal.describe() if cal is not None else eff.source
+        if ins is not None:
+            path, lat_iv, source = ins.path, ins.interval, ins.describe(len(graph.nodes))
         en_iv = eff.energy_interval if stated else None
         return Cost(
             model=graph.name, target=target.name, runtime=rt_name, dtype=dtype, macs=graph.macs, params=graph.params,
             weights_bytes=weight_bytes, flash_bytes=flash, ram_bytes=ram, arena_bytes=arena.arena,
             arena_lower_bound_bytes=arena.lower_bound, frontend_ram_bytes=int(frontend_ram_bytes),
             latency_ms=latency_ms, energy_mj=energy_mj, layers=tuple(layers), unsupported=tuple(unsupported),
-            efficiency_source=cal.describe() if cal is not None else eff.source,
+            efficiency_source=source,
             basis=basis + (" (calibrated)" if cal is not None else ""), arena_plan=_plan_dict(arena),
             runtime_version=rt_version, predicted_by=path,
             latency_interval_ms=(latency_ms * lat_iv[0], latency_ms * lat_iv[1]) if lat_iv else None,
             energy_interval_mj=(energy_mj * en_iv[0], energy_mj * en_iv[1]) if en_iv else None,
             power_source=power_source,
         )
+
+    def _instructions(self, graph: OpGraph, target: Target, runtime: str, version: str | None,
+                      on_board: bool) -> InstructionEstimate | None:
+        """The instruction path where it applies (:mod:`chipfit.cost.instructions`): a cycles-per-instruction
+        calibration of this board (``chipfit calibrate --serial``), else the CPI fitted on this very board's
+        published rows of ``runtime@version``."""
+        board_cal = None
+        if self.auto_calibration:
+            from chipfit.cost.calibration import find_cpi_calibration
+
+            board_cal = find_cpi_calibration(target.name, target.core, runtime, target.clock_mhz)
+        cpi = published_cpi(boards_of(target.name, target.clock_mhz), runtime, version) if on_board else None
+        return estimate_instructions(graph, target.core, cpi, calibrated=board_cal)
 
     @staticmethod
     def _power(target: Target, runtime: str, version: str | None) -> tuple[float, str]:
