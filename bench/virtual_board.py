@@ -16,6 +16,10 @@ instruction count of the row's core as the feature (k: cycles per instruction), 
 * one measurement per system (board x stack x version): each benchmark is predicted with the k of the same
   system's other benchmarks, as a user calibrating a board with one run of one model would.
 
+Part 3, the cost model's instruction path (``chipfit.cost.instructions``: emulated instructions per layer x the
+board's cycles per instruction) beside the fitted paths of issue 15 and the analytical path, on the published
+rows whose stack runs CMSIS-NN's kernels (the firmware's): leave one board out and leave one network out.
+
     .venv/bin/python bench/virtual_board.py                 # print the tables
     .venv/bin/python bench/virtual_board.py --cold --write  # also time a cold build; write BENCHMARKS.md
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import statistics
 import sys
@@ -203,13 +208,75 @@ def tables(cores: list[str], cold: bool) -> str:
     return "\n".join(lines)
 
 
+def _err_stats(log_errs: list[float], intervals: list[tuple[float, float] | None]) -> str:
+    a = sorted(abs(math.exp(e) - 1) for e in log_errs)
+    cov = [lo <= math.exp(e) <= hi for e, iv in zip(log_errs, intervals, strict=True) if iv for lo, hi in [iv]]
+    covers = f"{sum(cov) / len(cov):.0%}" if cov else "-"
+    return (f"{len(a)} | {statistics.median(a):.1%} | {a[-1]:.0%} | {sum(e <= 0.10 for e in a) / len(a):.0%} | "
+            f"{covers}")
+
+
+def paths_table() -> str:
+    """The instruction path beside the fitted and analytical paths on the published CMSIS-NN rows."""
+    import yaml
+
+    from chipfit.cost.instructions import CPI_RUNTIMES, KNOWLEDGE, instruction_tables
+    from chipfit.targets.fit import cross_validate, predict_latency_ms, read_rows
+    from chipfit.targets.knowledge import FitTables, interval_for
+
+    t = instruction_tables()
+    rows, _ = read_rows()
+    sel = [r for r in rows if r.cv and r.runtime in CPI_RUNTIMES]
+    key = {(r.board, r.runtime, r.version, r.bench) for r in sel}
+    boards = sorted({r.board for r in sel})
+    cv = yaml.safe_load((ROOT / "chipfit" / "targets" / KNOWLEDGE).read_text())["cross_validation"]
+    ins_iv = t.interval()
+    lines = ["", f"The cost model's paths on the {len(sel)} published rows whose stack runs CMSIS-NN's kernels "
+             f"({', '.join(sorted({f'{r.runtime}@{r.version}' for r in sel}))}; boards: {', '.join(boards)}; rounds "
+             "merged as in `python -m chipfit.targets.fit`). Error |predicted / published - 1|; covers: share of "
+             "rows inside the path's stated 80 % interval.", "",
+             "| protocol | path | rows | median | worst | within ±10% | 80 % interval covers |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    other_board = [r for r in rows if r.cv and r.runtime in CPI_RUNTIMES and r.board not in boards]
+    lines.append("| leave-one-board-out | instructions x CPI | 0 | - | - | - | - |")
+    preds = [p for p in cross_validate(rows, ("lobo",)) if (p.row.board, p.row.runtime, p.row.version,
+                                                           p.row.bench) in key]
+    lines.append("| leave-one-board-out | fitted paths of issue 15 (" + ", ".join(sorted({p.path for p in preds}))
+                 + f") | {_err_stats([p.log_err for p in preds], [None] * len(preds))} |")
+    ana = [math.log(r.latency_ms / predict_latency_ms(FitTables(), r, ())[0]) for r in sel]
+    lines.append(f"| no fit | analytical | {_err_stats(ana, [None] * len(ana))} |")
+    lines.append("| leave-one-network-out | instructions x CPI, held-out network's layers unseen (the path as "
+                 f"shipped) | {_err_stats([c['unseen'] for c in cv], [ins_iv] * len(cv))} |")
+    lines.append("| leave-one-network-out | instructions x CPI, held-out network's instructions measured | "
+                 f"{_err_stats([c['measured'] for c in cv], [ins_iv] * len(cv))} |")
+    lono = [p for p in cross_validate(rows, ("lono",)) if (p.row.board, p.row.runtime, p.row.version,
+                                                          p.row.bench) in key]
+    shipped = {k: (v["lo"], v["hi"], v["n"]) for k, v in yaml.safe_load(
+        (ROOT / "chipfit" / "targets" / "knowledge" / "fitted.yaml").read_text())["latency_residuals"].items()}
+    lines.append("| leave-one-network-out | fitted board (issue 15) | "
+                 f"{_err_stats([p.log_err for p in lono], [interval_for(shipped, p.path) for p in lono])} |")
+    lines += ["", "Leave-one-board-out cannot test the instruction path: every published CMSIS-NN row is on "
+              f"{' and '.join(boards)}{'' if not other_board else ' (and others)'}, so with that board left out no "
+              "CPI of the stack remains and the cost model takes the fitted paths (row 2: the analytical path, as no "
+              "other board publishes these runtime versions). Its stated interval "
+              "comes from leave-one-network-out, the protocol the data allow: "
+              + (f"x{ins_iv[0]:.2f}-{ins_iv[1]:.2f}." if ins_iv else "none.")
+              + " Per held-out row (CPI of the same stack's other networks; error = predicted / published - 1):", "",
+              "| stack | network | CPI (others) | error, layers unseen | error, instructions measured |",
+              "|---|---|---:|---:|---:|"]
+    for c in cv:
+        lines.append(f"| {c['runtime']}@{c['version']} | {c['bench']} | {c['cpi']:.3f} | "
+                     f"{math.exp(-c['unseen']) - 1:+.1%} | {math.exp(-c['measured']) - 1:+.1%} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cores", default="cortex-m4,cortex-m7,cortex-m33", help="comma-separated emulated cores")
     ap.add_argument("--cold", action="store_true", help="also time a first build per core from an empty cache")
     ap.add_argument("--write", action="store_true", help="write the tables into BENCHMARKS.md")
     a = ap.parse_args()
-    text = tables([get_core(c).name for c in a.cores.split(",")], a.cold)
+    text = tables([get_core(c).name for c in a.cores.split(",")], a.cold) + "\n" + paths_table()
     sys.stdout.write(text + "\n")
     if a.write:
         from bench._report import write_section
