@@ -473,7 +473,7 @@ def _run_with_agent(tmp_path, agent, token_file, *, target, latency, trials, mea
     doc.update(name=f"digits-{target}-agent", target=target, runtime="onnxruntime", field=[])
     doc.pop("duty_cycle")
     doc["budgets"] = {"latency_ms": latency, "accuracy": 0.5}
-    doc["search"].update(trials=trials, epochs=1, rung_epochs=1, time_budget_s=120)
+    doc["search"].update(trials=trials, epochs=1, rung_epochs=1, time_budget_s=None)  # stop on trials
     doc["measure"] = {"agents": [{"url": agent.url, "token_file": str(token_file)}], **measure}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(doc))
     run = chipfit.create_run(tmp_path / "c.yaml", out=tmp_path / "run")

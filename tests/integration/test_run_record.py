@@ -82,7 +82,7 @@ def _contract(folder: Path, **task: object) -> Path:
                                               "test_fraction": 0.25},
                                      "input": {"modality": "image", "shape": [8, 8, 1]}, **task},
            "target": "stm32l4r5", "budgets": {"ram_kb": 64, "accuracy": 0.5},
-           "search": {"trials": 3, "epochs": 4, "rung_epochs": 2, "time_budget_s": 300},
+           "search": {"trials": 3, "epochs": 4, "rung_epochs": 2, "time_budget_s": None},
            "measure": {"finalists": 0}}
     path = folder / "three.yaml"
     path.write_text(yaml.safe_dump(doc))
