@@ -949,13 +949,28 @@ def calibrate_cmd(
     probes: Annotated[int, typer.Option(min=3, max=500, help="Generated probe networks to measure.")] = 50,
     dtype: Annotated[str, typer.Option(help="int8 (what runs ship) or float32.")] = "int8",
     as_json: Annotated[bool, typer.Option("--json", help="Print the calibration as JSON.")] = False,
+    serial: Annotated[str | None, typer.Option("--serial", help="A real board on this serial port, running "
+                                               "chipfit's firmware (chipfit firmware MODEL --core CORE --serial): "
+                                               "fit its cycles per instruction.")] = None,
+    core: Annotated[str | None, typer.Option("--core", help="With --serial: the board's core (cortex-m4...).")]
+    = None,
+    clock_mhz: Annotated[float, typer.Option("--clock-mhz", help="With --serial: the board's core clock (MHz).")]
+    = 0.0,
+    model: Annotated[list[Path] | None, typer.Option("--model", help="With --serial: the .tflite flashed on the "
+                                                     "board (default: the MLPerf Tiny model of its size).")] = None,
+    rounds: Annotated[int, typer.Option(min=1, max=100, help="With --serial: runs per model (minimum kept).")] = 3,
 ) -> None:
     """Measure generated probe networks on a runtime and fit the cost model to them; later `profile`, `check`
-    and `run` on that target use the calibration."""
+    and `run` on that target use the calibration. With --serial: measure the model flashed on a real board and
+    fit the board's cycles per instruction (run it once per model you flash; the CPI averages them)."""
     from chipfit.cost.calibration import calibration_path
     from chipfit.measure.calibrate import calibrate
     from chipfit.targets import create_target
 
+    if serial is not None or core is not None or model:
+        _calibrate_serial(serial, core, clock_mhz, model or [], "" if target == "host" else target, rounds,
+                          as_json)
+        return
     with _errors():
         if dtype not in ("int8", "float32"):
             raise UsageError(f"--dtype must be int8 or float32; given '{dtype}'.")
@@ -990,6 +1005,41 @@ def calibrate_cmd(
                  ("feature costs", f"{len(cal.coefficients)} non-zero (scheme {cal.scheme})"), ("saved to", str(path))):
         table.add_row(k, v)
     out.print(table)
+
+
+def _calibrate_serial(port: str | None, core: str | None, clock_mhz: float, models: list[Path], target: str,
+                      rounds: int, as_json: bool) -> None:
+    """``chipfit calibrate --serial PORT --core CORE --clock-mhz MHZ [--target NAME] [--model FILE]``."""
+    from chipfit.measure.calibrate import calibrate_serial
+    from chipfit.targets import create_target
+
+    with _errors():
+        if port is None or core is None:
+            raise UsageError("calibrating a board over serial needs --serial PORT and --core CORE (and --clock-mhz "
+                             f"MHZ or a --target that states it); given --serial {port}, --core {core}.")
+        if target:
+            t = create_target(target)
+            clock_mhz = clock_mhz or t.clock_mhz
+            from chipfit.firmware.cores import get_core
+
+            if get_core(core).name != t.core:
+                raise UsageError(f"--target {t.name} has a {t.core}; given --core {core}. Name the board's core or "
+                                 "leave --target out (the calibration then applies to every target with this core "
+                                 "and clock).")
+            target = t.name
+        if clock_mhz <= 0:
+            raise UsageError(f"--clock-mhz is needed with --serial (the board's core clock, e.g. 120 for an "
+                             f"STM32L4R5); given {clock_mhz}.")
+        cal, path = calibrate_serial(port, core, clock_mhz, models, target=target, rounds=rounds)
+    if as_json:
+        from dataclasses import asdict
+
+        _json({**asdict(cal), "path": str(path)})
+        return
+    applies = f"target {cal.target}" if cal.target else f"targets with a {cal.core} at {cal.clock_mhz:g} MHz"
+    out.print(f"cycles per instruction of the {cal.core} board on {port}: {cal.cpi:.4g} (per model: "
+              + ", ".join(f"{k} {v:.4g}" for k, v in cal.per_model.items())
+              + f"); saved to {path}; used for {applies} running {cal.runtime}", highlight=False, soft_wrap=True)
 
 
 def _calibrate_hint(t: Any) -> str:

@@ -128,3 +128,87 @@ def calibrate(target: str = "host", *, runtime: Runtime | None = None, probes: i
         path = cal.save(calibration_path(target, runtime_name, dtype, cal.device))
         log.info("calibration saved to %s", path)
     return cal
+
+
+def serial_model_for(port: str, models_dir: Path | None = None) -> Path:
+    """The MLPerf Tiny reference model the board at ``port`` runs (matched by PING's model size), for a
+    ``calibrate --serial`` without ``--model``."""
+    from chipfit.measure.instructions import MODELS, default_models_dir
+    from chipfit.measure.serial import SerialLink, ping
+
+    root = models_dir or default_models_dir()
+    with SerialLink(port) as link:
+        info = ping(link)
+    sizes = {rel: (root / rel).stat().st_size for rel in MODELS.values() if (root / rel).is_file()}
+    for rel, size in sizes.items():
+        if size == info.get("model_bytes"):
+            return root / rel
+    raise UsageError(f"the board on {port} runs a model of {info.get('model_bytes')} bytes; none of the MLPerf Tiny "
+                     f"reference models under {root} has that size ({len(sizes)} found). Give --model FILE: the "
+                     ".tflite its firmware was built from (chipfit firmware FILE --core CORE --serial).")
+
+
+def calibrate_serial(port: str, core: str, clock_mhz: float, models: Sequence[str | Path] = (), *,
+                     target: str = "", rounds: int = 3, save: bool = True, runtime: Runtime | None = None,
+                     ) -> tuple[Any, Path]:
+    """A real board's cycles per instruction: each model's per-operator cycles on the board at ``port`` (the
+    serial build of its firmware, flashed there) over the same firmware's instructions on the emulated ``core``
+    (QEMU; the shipped instruction table where QEMU is missing). A board holds one firmware at a time, so each
+    call adds its models to the board's cached calibration (per ``target``, else per core and clock); the CPI
+    is the geometric mean over every model measured so far. Returns ``(CpiCalibration, path)``."""
+    import datetime as _dt
+    import math
+
+    from chipfit.cost.calibration import CpiCalibration, cpi_calibration_path
+    from chipfit.firmware.cores import get_core
+    from chipfit.measure.serial import SerialRuntime
+
+    core = get_core(core).name
+    rt = runtime or SerialRuntime(port, core, clock_mhz=clock_mhz)
+    paths = [Path(m) for m in models] or [serial_model_for(port)]
+    per_model: dict[str, float] = {}
+    for p in paths:
+        mf = inspect_model(p)
+        m = rt.measure_many([mf], rounds=rounds)[0]
+        cycles = float(sum(c for _, c in m.ops))  # type: ignore[attr-defined]
+        instructions, how = _emulated_instructions(p, mf, core)
+        if cycles <= 0 or instructions <= 0:
+            raise MeasurementError(f"'{p.name}' on {port}: expected positive per-operator cycles and instructions; "
+                                   f"given {cycles:g} cycles, {instructions:g} instructions ({how}).")
+        per_model[p.stem] = cycles / instructions
+        log.info("%s: %d cycles on the board / %d instructions (%s) = %.4g CPI", p.name, cycles, instructions, how,
+                 per_model[p.stem])
+    path = cpi_calibration_path(target, core, clock_mhz)
+    if path.is_file():
+        old = CpiCalibration.load(path)
+        if old.core == core and abs(old.clock_mhz - clock_mhz) < 1e-6:
+            per_model = {**old.per_model, **per_model}
+    cpi = math.exp(sum(math.log(v) for v in per_model.values()) / len(per_model))
+    cal = CpiCalibration(core, float(clock_mhz), float(f"{cpi:.6g}"), {k: float(f"{v:.6g}") for k, v in
+                                                                       sorted(per_model.items())},
+                         target=target, port=port, created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+    if save:
+        cal.save(path)
+        log.info("board CPI calibration saved to %s", path)
+    return cal, path
+
+
+def _emulated_instructions(path: Path, mf: ModelFile, core: str) -> tuple[float, str]:
+    """Per-operator instructions of ``mf``'s firmware summed: measured on QEMU, else from the shipped table."""
+    from chipfit.firmware.toolchain import missing
+
+    if missing(True) is None:
+        from chipfit.measure.qemu import QemuRuntime
+
+        run, _, _ = QemuRuntime(core).run(mf, seed=0)
+        return float(sum(o.instructions for o in run.ops)), f"QEMU {core}"
+    from chipfit.cost.instructions import instruction_tables
+    from chipfit.graph import from_tflite
+
+    table = instruction_tables().cores.get(core)
+    if table is None:
+        raise UsageError(f"counting {mf.name}'s instructions on {core} needs QEMU and the Arm toolchain (make farm) "
+                         f"or a shipped instruction table for the core (there are: "
+                         f"{', '.join(instruction_tables().cores)}).")
+    per_node, hits = table.predict(from_tflite(path))
+    return float(sum(per_node)), f"instruction table, {hits} of {len(per_node)} layers measured"
