@@ -138,6 +138,20 @@ class Run:
             yield
 
     # -- the job ------------------------------------------------------------------------------------------
+    def _pin_board_cpi(self) -> None:
+        """Copy a board's cycles per instruction cached by ``chipfit calibrate --serial`` for this target into
+        the run (``cpi_calibration.json``) before its first candidate, so a resumed run prices as before."""
+        from chipfit.cost.calibration import CPI_RUN_FILE, find_cpi_calibration
+        from chipfit.targets.knowledge import split_runtime
+
+        dest, t = self.dir / CPI_RUN_FILE, self.target
+        if dest.is_file() or self.candidates:
+            return
+        board = find_cpi_calibration(t.name, t.core, split_runtime(t.runtime)[0], t.clock_mhz)
+        if board is not None:
+            board.save(dest)
+            log.info("pricing with the board's cycles per instruction: %s", board.describe())
+
     def calibrate(self) -> Calibration | None:
         """The run's calibration (``calibration.json``), fixed before the search so a resumed run prices
         candidates as before: a calibration cached by ``chipfit calibrate`` for this target is copied in;
@@ -146,6 +160,7 @@ class Run:
         from chipfit.measure.calibrate import calibrate
         from chipfit.report.finalists import measuring_runtimes
 
+        self._pin_board_cpi()
         path = self.dir / "calibration.json"
         if path.is_file():
             return Calibration.load(path)

@@ -324,6 +324,10 @@ class CpiCalibration:
         """None: the path's cross-validated interval (held-out network) applies."""
         return None
 
+    def applies_to(self, target: str, core: str, runtime: str, clock_mhz: float) -> bool:
+        return ((not self.target or self.target == target) and self.core == core and self.runtime == runtime
+                and abs(self.clock_mhz - clock_mhz) < 1e-6)
+
     def save(self, path: str | Path) -> Path:
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -341,6 +345,9 @@ class CpiCalibration:
                                    f"unreadable ({type(e).__name__}: {e}). Delete it and calibrate again.") from None
 
 
+CPI_RUN_FILE = "cpi_calibration.json"  # a run's copy of the board CPI it prices with (fixed for a resume)
+
+
 def cpi_calibration_path(target: str, core: str, clock_mhz: float, runtime: str = "tflm-cmsis-nn") -> Path:
     """Where a board's CPI calibration is cached: per target name when given, else per core and clock."""
     from chipfit.paths import cache_dir
@@ -355,6 +362,6 @@ def find_cpi_calibration(target: str, core: str, runtime: str, clock_mhz: float)
               cpi_calibration_path("", core, clock_mhz, runtime)):
         if p.is_file():
             cal = CpiCalibration.load(p)
-            if cal.core == core and cal.runtime == runtime and abs(cal.clock_mhz - clock_mhz) < 1e-6:
+            if cal.applies_to(target, core, runtime, clock_mhz):
                 return cal
     return None

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from chipfit.cost.arena import ArenaPlan, buffers, plan, tflm_ram
-from chipfit.cost.calibration import SCHEME, Calibration
+from chipfit.cost.calibration import CPI_RUN_FILE, SCHEME, Calibration, CpiCalibration
 from chipfit.cost.instructions import InstructionEstimate, estimate_instructions, published_cpi
 from chipfit.graph.opgraph import DTYPE_BYTES, OpClass, OpGraph
 from chipfit.logging import get_logger
@@ -117,9 +117,11 @@ class CostModel:
     ``host`` the one made on this machine, for a board the newest one made through its agent."""
 
     def __init__(self, calibration: dict[str, float] | None = None, *,
-                 calibrations: Sequence[Calibration] = (), auto_calibration: bool = True) -> None:
+                 calibrations: Sequence[Calibration] = (), auto_calibration: bool = True,
+                 cpi_calibrations: Sequence[CpiCalibration] = ()) -> None:
         self.calibration = dict(calibration or {})
         self.calibrations = tuple(calibrations)
+        self.cpi_calibrations = tuple(cpi_calibrations)  # boards' cycles per instruction (calibrate --serial)
         self.auto_calibration = auto_calibration
         self._found: dict[tuple[str, str, str, str], Calibration | None] = {}
 
@@ -129,12 +131,14 @@ class CostModel:
         a cache outside the run (so a resumed run prices candidates exactly as before)."""
         p = Path(run_dir) / "calibration.json"
         cals = [Calibration.load(p)] if p.is_file() else []
+        cpi = Path(run_dir) / CPI_RUN_FILE
+        cpis = [CpiCalibration.load(cpi)] if cpi.is_file() else []
         for cal in cals:
             if cal.scheme != SCHEME:
                 _log.warning("%s was fitted with feature scheme %s, this chipfit uses %s: it is ignored and the "
                              "analytical model prices candidates (delete the file to calibrate again)", p, cal.scheme,
                              SCHEME)
-        return cls(calibrations=cals, auto_calibration=False)
+        return cls(calibrations=cals, auto_calibration=False, cpi_calibrations=cpis)
 
     def calibration_for(self, target: Target, runtime: str, dtype: str) -> Calibration | None:
         """The calibration that applies to ``target`` x ``runtime`` x ``dtype``, if any."""
@@ -319,8 +323,9 @@ class CostModel:
         """The instruction path where it applies (:mod:`chipfit.cost.instructions`): a cycles-per-instruction
         calibration of this board (``chipfit calibrate --serial``), else the CPI fitted on this very board's
         published rows of ``runtime@version``."""
-        board_cal = None
-        if self.auto_calibration:
+        board_cal = next((c for c in self.cpi_calibrations if c.applies_to(target.name, target.core, runtime,
+                                                                           target.clock_mhz)), None)
+        if board_cal is None and self.auto_calibration:
             from chipfit.cost.calibration import find_cpi_calibration
 
             board_cal = find_cpi_calibration(target.name, target.core, runtime, target.clock_mhz)

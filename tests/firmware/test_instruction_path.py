@@ -89,3 +89,17 @@ def test_profile_json_names_the_path(mlperf_models: Path) -> None:
     assert r.exit_code == 0, r.output
     d = yaml.safe_load(r.output)
     assert d["predicted_by"] == PATH_FITTED
+
+
+def test_a_run_prices_with_the_board_cpi_it_pinned(tmp_path: Path) -> None:
+    from chipfit.cost.calibration import CPI_RUN_FILE, CpiCalibration
+
+    g = from_torch(_small(), (1, 1, 16, 16))
+    t = create_target("stm32h743")
+    assert CostModel.for_run(tmp_path).estimate(g, t, runtime="tflm-cmsis-nn").predicted_by != PATH_CALIBRATED
+    CpiCalibration(t.core, t.clock_mhz, 1.25, {"kws": 1.25}).save(tmp_path / CPI_RUN_FILE)
+    c = CostModel.for_run(tmp_path).estimate(g, t, runtime="tflm-cmsis-nn")
+    assert c.predicted_by == PATH_CALIBRATED
+    slower = CpiCalibration(t.core, t.clock_mhz, 2.5, {"kws": 2.5}).save(tmp_path / CPI_RUN_FILE)
+    assert CostModel.for_run(slower.parent).estimate(g, t, runtime="tflm-cmsis-nn").latency_ms == pytest.approx(
+        2 * c.latency_ms)
