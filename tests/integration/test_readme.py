@@ -19,6 +19,8 @@ FENCE = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```", re.M | re.S)
 RULES: list[tuple[str, str, str]] = [
     ("make demo", "skip", "bootstraps .venv and runs the demo; `make test` is this suite itself"),
     ("--backend ray", "skip", "needs a Ray cluster (ray start on several nodes)"),
+    ("make farm", "skip", "installs with apt-get as root and needs a board on /dev/ttyACM0; tests/firmware/ runs "
+     "each of these commands against QEMU, the serial ones through a pseudo-terminal"),
     ("fetch_data.py --verify", "run", "shared-data"),
     ("fetch_data.py", "skip", "downloads from the internet, which tests and CI never use"),
     ("chipfit measure best/model.int8.onnx", "run", "in-run-dir"),
