@@ -160,6 +160,8 @@ def _image_scale(x: np.ndarray) -> float:
 def _arrays_raw(x: np.ndarray, inp: InputSpec, shape: tuple[int, ...], example: str) -> RawInput:
     """What a raw sample of user arrays is: images 0-255 (scaled by 1/255) or [0, 1]; others as given."""
     layout = {"image": "HWC", "series": "TC", "audio": "T"}[inp.modality]
+    if x.ndim == len(shape):  # stored without the channel axis the canonical layout has
+        example += "[..., None]"
     dtype = str(x.dtype) if x.dtype.kind in "iuf" else "float32"
     lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
     if inp.modality == "image":

@@ -80,7 +80,11 @@ class RawInput:
         x = np.asarray(x, np.float32)
         if self.scale == 1.0 and self.offset == 0.0:
             return x
-        out = np.multiply(x, np.float32(self.scale), dtype=np.float32)
+        inv = 1.0 / self.scale
+        if abs(inv - round(inv)) < 1e-9:  # x / 255 exactly as the data source divided (x * (1/255) may differ)
+            out = np.divide(x, np.float32(round(inv)), dtype=np.float32)
+        else:
+            out = np.multiply(x, np.float32(self.scale), dtype=np.float32)
         if self.offset:
             out += np.float32(self.offset)
         return out

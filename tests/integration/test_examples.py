@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 
 from chipfit import check_contract, load_contract
 from chipfit.cli import app
+from chipfit.data.sources import load_dataset
+from chipfit.runtime import Predictor
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SHARED_PREFIX = "../../shared/data"
@@ -58,3 +60,8 @@ def test_example_runs_end_to_end(name, tmp_path, request):
     if report["best"] is not None:
         assert (tmp_path / "run" / "best" / "model.int8.onnx").exists()
         assert 0.0 <= report["test_accuracy_int8"] <= 1.0
+        # the Predictor on raw input (PCM, 0-255 pixels, windows as stored) reproduces the run's test accuracy
+        data = load_dataset(load_contract(tmp_path / "run" / "contract.yaml"))
+        raw = data.raw.from_canonical(data.x_test)
+        acc = float((Predictor(tmp_path / "run").predict(raw) == data.y_test).mean())
+        assert acc == pytest.approx(report["test_accuracy_int8"], abs=1e-12), (name, data.raw)
