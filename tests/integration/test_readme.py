@@ -24,6 +24,7 @@ RULES: list[tuple[str, str, str]] = [
     ("fetch_data.py --verify", "run", "shared-data"),
     ("fetch_data.py", "skip", "downloads from the internet, which tests and CI never use"),
     ("chipfit measure best/model.int8.onnx", "run", "in-run-dir"),
+    ("chipfit check examples/digits.yaml", "run", "tiny-cli"),
     ("p = Predictor(\"runs/digits\")", "run", "finished-run"),
     ("chipfit.create_run(contract", "run", "tiny-search"),
 ]
@@ -76,9 +77,12 @@ def _tiny(contract: object) -> object:
     return contract.model_copy(update={"search": search, "budgets": budgets})
 
 
+SLOW = ("tiny-search", "tiny-cli", "in-run-dir")
+
+
 def _params() -> list:
     return [pytest.param(lang, code, line, id=f"README.md:{line}",
-                         marks=[pytest.mark.slow] if rule_for(code)[1] in ("tiny-search", "in-run-dir") else [])
+                         marks=[pytest.mark.slow] if rule_for(code)[1] in SLOW else [])
             for lang, code, line in BLOCKS]
 
 
@@ -96,6 +100,10 @@ def test_readme_block_runs_as_written(lang, code, line, request, tmp_path, monke
     elif how == "finished-run":
         run_dir = request.getfixturevalue("finished_run")[0]
         _python(code.replace('"runs/digits"', repr(str(run_dir))), tmp_path, monkeypatch)
+    elif how == "tiny-cli":  # the same commands with a smaller search (4 trials), in a scratch folder
+        code = code.replace("examples/", f"{REPO / 'examples'}/").replace("--trials 8 --time-budget 120",
+                                                                         "--trials 4")
+        _bash(code, tmp_path, tmp_path)
     elif how == "tiny-search":
         code = code.replace('"examples/digits.yaml"', repr(str(REPO / "examples" / "digits.yaml")))
         lines = []
