@@ -12,8 +12,8 @@ Where the numbers come from (``knowledge/instructions.yaml``, written by ``pytho
 chipfit.measure.instructions``; nothing in it is typed by hand):
 
 * ``cores.<core>.layers``: the measured table, one row per operator of the four MLPerf Tiny int8 models run
-  on the emulated core (op, shapes, MACs, instructions). A layer of the same op and shapes takes its measured
-  count.
+  on the emulated core (op, element counts, MACs, weights, kernel, stride, fused activation; instructions). A
+  layer that matches a row, from a .tflite or a torch module alike, takes its measured count.
 * ``cores.<core>.fit``: per op class, non-negative least squares of instructions on layer features (MACs,
   im2col elements, output and input elements, a constant) over the table; every other layer takes this.
 * ``cpi``: per published board x runtime x version whose kernels are CMSIS-NN's (TFLM + CMSIS-NN,
@@ -98,14 +98,13 @@ def _layer(graph: OpGraph, n: Node) -> Layer:
     def numel(ts: Iterable[str]) -> int:
         return sum(graph.tensors[t].numel for t in ts if t in graph.tensors)
 
-    def shapes(ts: Iterable[str]) -> str:
-        return ";".join("x".join(str(d) for d in graph.tensors[t].shape) for t in ts if t in graph.tensors)
-
     out, inp = numel(n.outputs), numel(n.inputs)
     im2col = 0
     if n.op.value == "conv" and n.weights and out:
         im2col = round(n.macs * n.macs / (out * n.weights))  # pixels x kh x kw x cin = MACs / cout
-    key = f"{n.op_type}|{shapes(n.inputs)}|{shapes(n.outputs)}|{n.macs}|{n.weights}|{n.kernel}|{n.stride}"
+    # layout-free (a torch graph's NCHW layer meets the .tflite's NHWC one), fused activation included
+    kernel, stride = "x".join(map(str, n.kernel)), "x".join(map(str, n.stride))
+    key = f"{n.op.value}|in {inp}|out {out}|macs {n.macs}|w {n.weights}|k {kernel}|s {stride}|{n.activation or ''}"
     return Layer(n.op.value, n.op_type, key, int(n.macs), int(im2col), int(out), int(inp))
 
 
