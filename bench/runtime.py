@@ -18,7 +18,6 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # repo root first (bench/profile.py shadows stdlib)
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -29,7 +28,9 @@ import onnxruntime as ort
 from bench._report import table, write_section
 from chipfit.contract.schema import InputSpec
 from chipfit.quantize.int8 import export_onnx, quantize_int8
+from chipfit.runreport import RunReport
 from chipfit.runtime import Predictor
+from chipfit.runtime.manifest import InputContract, Manifest, ModelFiles, Provenance, TargetSummary
 from chipfit.runtime.preprocess import Preprocessor
 from chipfit.space import create_space, reference_config
 
@@ -42,9 +43,18 @@ def build(tmp: Path) -> tuple[Path, Preprocessor, np.ndarray]:
     pre = Preprocessor.fit(raw, "image", space.model_input_shape(cfg))
     fp = export_onnx(space.build(cfg).eval(), space.model_input_shape(cfg), tmp / "model.onnx")
     quantize_int8(fp, tmp / "model.int8.onnx", pre(raw))
-    manifest = {"preprocessing": pre.to_dict(), "labels": [str(i) for i in range(10)],
-                "models": {"onnx_int8": "model.int8.onnx"}}
-    (tmp / "manifest.json").write_text(json.dumps(manifest))
+    # a synthetic manifest (no run behind it: this bench times the Predictor, not a model's accuracy)
+    report = RunReport(contract="bench-runtime", target="host", runtime="onnxruntime", verdict="FAIL",
+                       reason="synthetic manifest of bench/runtime.py (no run)", classes=[str(i) for i in range(10)])
+    Manifest(name="bench-runtime", labels=report.classes,
+             input=InputContract(modality="image", shape=[32, 32, 3], layout="HWC", dtype="float32",
+                                 range=(0.0, 1.0), range_kind="observed", scale=1.0, offset=0.0),
+             preprocessing=pre.to_dict(), models=ModelFiles(onnx_fp32="model.onnx", onnx_int8="model.int8.onnx"),
+             quantization={}, architecture=cfg.to_dict(),
+             target=TargetSummary(name="host", runtime="onnxruntime", core="x86-64"), tensor_arena_bytes=None,
+             files={}, provenance=Provenance(chipfit_version="bench", contract_sha256="-", seed=0, candidate_id=0,
+                                             data_fingerprint=None, python="-"),
+             report=report).save(tmp / "manifest.json")
     return tmp, pre, raw
 
 
