@@ -240,6 +240,27 @@ def per_class_cpi(rows: list, table: object, groups: tuple[tuple[str, ...], ...]
     return errs, failed
 
 
+def instruction_holdout() -> str:
+    """Each measured network's instructions predicted with its own layers out of the table and the fit."""
+    from chipfit.cost.instructions import fit_classes, instruction_tables, predict_layer
+
+    lines = ["", "Instructions of each measured network predicted with its own layers out of the table and the "
+             "per-class fit (the reference models exported by TensorFlow; the probes by chipfit's exporter, with "
+             "global pooling as MEAN); predicted / measured - 1:", "",
+             "| network | " + " | ".join(sorted(instruction_tables().cores)) + " |",
+             "|---|" + "---:|" * len(instruction_tables().cores)]
+    names = list(dict.fromkeys(la.model for t in instruction_tables().cores.values() for la in t.layers))
+    for name in names:
+        cells = []
+        for _, t in sorted(instruction_tables().cores.items()):
+            train = [la for la in t.layers if la.model != name]
+            fits, table = fit_classes(train), {la.key: la.instructions for la in train}
+            pred = sum(predict_layer(la, table, fits)[0] for la in t.layers if la.model == name)
+            cells.append(f"{pred / t.models[name] - 1:+.0%}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def paths_table() -> str:
     """The instruction path beside the fitted and analytical paths on the published CMSIS-NN rows."""
     import yaml
@@ -308,7 +329,8 @@ def main() -> None:
     ap.add_argument("--cold", action="store_true", help="also time a first build per core from an empty cache")
     ap.add_argument("--write", action="store_true", help="write the tables into BENCHMARKS.md")
     a = ap.parse_args()
-    text = tables([get_core(c).name for c in a.cores.split(",")], a.cold) + "\n" + paths_table()
+    text = (tables([get_core(c).name for c in a.cores.split(",")], a.cold) + "\n" + paths_table() + "\n"
+            + instruction_holdout())
     sys.stdout.write(text + "\n")
     if a.write:
         from bench._report import write_section

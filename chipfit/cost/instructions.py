@@ -57,6 +57,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "depthwise": ("macs", "out", "one"),
     "dense": ("macs", "out", "one"),
     "pool": ("in", "out", "one"),
+    "mean": ("in", "out", "one"),  # global average pooling as chipfit's exporter writes it (TFLM's MEAN kernel)
     "alias": ("one",),
     "*mac": ("macs", "out", "one"),
     "*elementwise": ("in", "out", "one"),
@@ -82,11 +83,18 @@ class Layer:
 
 
 _ALIAS = {c.value for c in OpClass if c.is_alias}
+# Global average pooling runs as TFLM's MEAN (no CMSIS-NN kernel; ~160 instructions per input element on the
+# M4, 20x AVERAGE_POOL_2D's) in a .tflite from chipfit's exporter: a torch module's or an ONNX graph's global
+# pooling is priced as that, a .tflite's as the op it holds.
+MEAN_TYPES = ("MEAN", "global_avg_pool", "GlobalAveragePool", "ReduceMean")
 
 
 def op_class(layer: Layer) -> str:
-    """The instruction model's class of ``layer``: ``alias`` for reshapes and the like, else its op."""
-    return "alias" if layer.op in _ALIAS else layer.op
+    """The instruction model's class of ``layer``: ``alias`` for reshapes and the like, ``mean`` for global
+    average pooling as exported by chipfit (:data:`MEAN_TYPES`), else its op."""
+    if layer.op in _ALIAS:
+        return "alias"
+    return "mean" if layer.op == "pool" and layer.op_type in MEAN_TYPES else layer.op
 
 
 def layers_of(graph: OpGraph) -> list[Layer]:
@@ -104,7 +112,9 @@ def _layer(graph: OpGraph, n: Node) -> Layer:
         im2col = round(n.macs * n.macs / (out * n.weights))  # pixels x kh x kw x cin = MACs / cout
     # layout-free (a torch graph's NCHW layer meets the .tflite's NHWC one), fused activation included
     kernel, stride = "x".join(map(str, n.kernel)), "x".join(map(str, n.stride))
-    key = f"{n.op.value}|in {inp}|out {out}|macs {n.macs}|w {n.weights}|k {kernel}|s {stride}|{n.activation or ''}"
+    layer = Layer(n.op.value, n.op_type, "", int(n.macs), int(im2col), int(out), int(inp))
+    key = (f"{op_class(layer)}|in {inp}|out {out}|macs {n.macs}|w {n.weights}|k {kernel}|s {stride}|"
+           f"{n.activation or ''}")
     return Layer(n.op.value, n.op_type, key, int(n.macs), int(im2col), int(out), int(inp))
 
 
