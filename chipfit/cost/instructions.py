@@ -21,7 +21,7 @@ chipfit.measure.instructions``; nothing in it is typed by hand):
   stack, not per op class: four networks per stack do not support more. Held out one network at a time, a
   CPI per op class (NNLS over the other three) erred 17 % median (MAC ops / the rest; worst 68 %) or, per
   conv / depthwise / dense / rest, could not price 2 of 8 rows at all (a class whose CPI came out 0) and
-  erred up to 113 %, where one CPI errs 9 % median, 34 % worst (``bench/virtual_board.py``).
+  erred up to 113 %, where one CPI errs 9 % median, 29 % worst (``bench/virtual_board.py``).
 * ``residuals``: leave-one-network-out, the held-out network's layers *not* in the table nor in the fit and
   its published row not in the CPI: the 80 % interval (``exp(+-p80 |log error|)``) of the path.
 

@@ -3,12 +3,12 @@ TFLM + CMSIS-NN firmware on each emulated Cortex-M core (QEMU, per-operator inst
 instruction fit over those layers, and the cycles per instruction of every published CMSIS-NN board x stack
 (see :mod:`chipfit.cost.instructions`).
 
-    python -m chipfit.measure.instructions [--models DIR] [--out FILE] [--check] [--export-probes]
+    python -m chipfit.measure.instructions [--models DIR] [--out FILE] [--check]
 
 Beside the reference models (exported by TensorFlow: AVERAGE_POOL_2D, wide layers) it measures five small
 *probe* networks as chipfit's own exporter writes them (``chipfit/measure/data/probe_*.tflite``: narrow
 layers, strided and residual convolutions, global pooling as MEAN, a dense stack), the layers a search
-proposes; ``--export-probes`` rewrites them from :data:`PROBES` (litert-torch, seeded) before measuring.
+proposes; ``python scripts/instruction_probes.py`` rewrites them (litert-torch, seeded).
 
 Needs the board farm (``make farm``: Arm GNU toolchain, QEMU, the TFLM tree) and the reference models
 (``../shared/data/mlperf_tiny_models`` or ``CHIPFIT_SHARED_DATA``); with the firmware objects cached it
@@ -46,60 +46,7 @@ MODELS = {"kws": "kws/kws_ref_model.tflite", "ic": "ic/pretrainedResnet_quant.tf
 CORES = ("cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55")
 SEED = 0  # the input every reference model is measured on (instruction counts barely depend on it)
 PROBE_DIR = Path(__file__).resolve().parent / "data"
-
-
-def _probe_modules() -> dict[str, tuple[Any, tuple[int, ...]]]:
-    """The probe networks: (torch module, input shape), in the search spaces' style."""
-    import torch
-    from torch import nn
-
-    class Residual(nn.Module):
-        def __init__(self, c: int) -> None:
-            super().__init__()
-            self.a, self.b = nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, c, 3, padding=1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.relu(x + self.b(torch.relu(self.a(x))))
-
-    def head(c: int, k: int) -> list[nn.Module]:
-        return [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, k)]
-
-    return {
-        "probe_image": (nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, 1, 1, groups=8),
-                                      nn.ReLU(), nn.Conv2d(8, 16, 1), nn.ReLU(), nn.Conv2d(16, 16, 3, 2, 1, groups=16),
-                                      nn.ReLU(), nn.Conv2d(16, 32, 1), nn.ReLU(), *head(32, 10)), (1, 3, 32, 32)),
-        "probe_audio": (nn.Sequential(nn.Conv2d(1, 24, (10, 4), (2, 2), (5, 1)), nn.ReLU(),
-                                      nn.Conv2d(24, 24, 3, 1, 1, groups=24), nn.ReLU(), nn.Conv2d(24, 24, 1),
-                                      nn.ReLU(), *head(24, 12)), (1, 1, 49, 10)),
-        "probe_residual": (nn.Sequential(nn.Conv2d(1, 12, 3, 1, 1), nn.ReLU(), Residual(12),
-                                         nn.Conv2d(12, 24, 3, 2, 1), nn.ReLU(), Residual(24), *head(24, 5)),
-                           (1, 1, 24, 24)),
-        "probe_wide": (nn.Sequential(nn.Conv2d(4, 40, 3, 1, 1), nn.ReLU(), nn.Conv2d(40, 40, 3, 2, 1), nn.ReLU(),
-                                     nn.Conv2d(40, 40, 3, 1, 1, groups=40), nn.ReLU(), nn.Conv2d(40, 80, 1),
-                                     nn.ReLU(), *head(80, 8)), (1, 4, 20, 20)),
-        "probe_dense": (nn.Sequential(nn.Flatten(), nn.Linear(96, 48), nn.ReLU(), nn.Linear(48, 24), nn.ReLU(),
-                                      nn.Linear(24, 6)), (1, 96)),
-    }
-
-
-PROBES = ("probe_image", "probe_audio", "probe_residual", "probe_wide", "probe_dense")
-
-
-def export_probes(out: Path = PROBE_DIR) -> list[Path]:
-    """Write the probe networks as int8 .tflite with chipfit's exporter (seeded weights and calibration data)."""
-    import numpy as np
-    import torch
-
-    from chipfit.export.tflite_export import convert_int8_tflite
-
-    paths = []
-    for name, (module, shape) in _probe_modules().items():
-        torch.manual_seed(0)
-        for p in module.parameters():  # seeded, not the default init's global state
-            torch.nn.init.uniform_(p, -0.3, 0.3)
-        rep = np.random.default_rng(0).random((16, *shape[1:]), dtype=np.float32)
-        paths.append(convert_int8_tflite(module.eval(), shape, rep, out / f"{name}.tflite"))
-    return paths
+PROBES = ("probe_image", "probe_audio", "probe_residual", "probe_wide", "probe_dense")  # scripts/instruction_probes.py
 
 
 def default_models_dir() -> Path:
@@ -170,10 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--models", type=Path, default=None, help="folder of the MLPerf Tiny models")
     ap.add_argument("--out", type=Path, default=None, help="where to write (default: the shipped file)")
     ap.add_argument("--check", action="store_true", help="exit 1 if the shipped file differs")
-    ap.add_argument("--export-probes", action="store_true", help="rewrite the probe .tflite files first")
     a = ap.parse_args(argv)
-    if a.export_probes:
-        export_probes()
     text = render(generate(a.models))
     out = a.out or shipped_path()
     if a.check:
