@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -361,6 +362,7 @@ def estimate_instructions(graph: OpGraph, core: str, cpi: CpiFit | None, *, cali
                                    calibrated.interval() or t.interval())
     assert cpi is not None
     label = f"{cpi.runtime}@{cpi.version}" if cpi.version else cpi.runtime
-    src = (f"published {label} cycles / emulated instructions on {cpi.board} @ {cpi.clock_mhz:g} MHz, "
-           f"{len(cpi.per_bench)} MLPerf Tiny models: {cpi.source}")
+    rounds = sorted(set(re.findall(r"MLPerf Tiny (v[\d.]+)", cpi.source)))
+    src = (f"published {label} cycles / emulated instructions on {cpi.board} @ {cpi.clock_mhz:g} MHz: "
+           f"{', '.join(sorted(cpi.per_bench))} (MLPerf Tiny {', '.join(rounds) or 'results'})")
     return InstructionEstimate(tuple(per_node), hits, cpi.cpi, PATH_FITTED, src, t.interval())
