@@ -32,9 +32,12 @@ def _contract(folder, **measure):
 @pytest.fixture(scope="module")
 def host_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hostrun")
-    run = chipfit.create_run(_contract(folder), out=folder / "run")
-    run.search()
-    report = run.finalize().model_dump(mode="json", by_alias=True)
+    # a cache of its own: a calibration that another test in this worker cached must not stand in for the run's
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHIPFIT_CACHE_DIR", str(folder / "cache"))
+        run = chipfit.create_run(_contract(folder), out=folder / "run")
+        run.search()
+        report = run.finalize().model_dump(mode="json", by_alias=True)
     return run, report
 
 
