@@ -100,9 +100,9 @@ def test_readme_block_runs_as_written(lang, code, line, request, tmp_path, monke
     elif how == "finished-run":
         run_dir = request.getfixturevalue("finished_run")[0]
         _python(code.replace('"runs/digits"', repr(str(run_dir))), tmp_path, monkeypatch)
-    elif how == "tiny-cli":  # the same commands with a smaller search (4 trials), in a scratch folder
+    elif how == "tiny-cli":  # the same commands with a smaller search (4 trials, 6 epochs), in a scratch folder
         code = code.replace("examples/", f"{REPO / 'examples'}/").replace("--trials 8 --time-budget 120",
-                                                                         "--trials 4")
+                                                                         "--trials 4 --epochs 6")
         _bash(code, tmp_path, tmp_path)
     elif how == "tiny-search":
         code = code.replace('"examples/digits.yaml"', repr(str(REPO / "examples" / "digits.yaml")))
