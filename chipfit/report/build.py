@@ -198,13 +198,16 @@ def budget_row(b: BudgetCheck, cost: Cost) -> BudgetRow:
         source = "measured (int8, ONNX Runtime, test split)"
     elif b.source == "predicted":
         calibrated = cost.efficiency_source.startswith("calibrated")
-        lat = "calibrated latency" if calibrated else "analytical latency"
+        lat = ("calibrated latency" if calibrated else f"latency by {cost.predicted_by}" if cost.predicted_by
+               else "analytical latency")
         if b.name in ("latency_ms", "energy_mj", "battery_days"):
             how = {"latency_ms": lat, "energy_mj": f"{lat} x the device's active power",
                    "battery_days": f"{lat} x active power + sleep power over the duty cycle"}[b.name]
             predicted_by = cost.efficiency_source
         elif b.name == "runtime_support":
             how = "ops and dtypes checked against the runtime's op list"
+        elif b.name == "ram_kb" and cost.runtime.startswith("tflm"):
+            how = "TFLM's arena plan and persistent allocations, as TFLM's allocator makes them"
         else:
             how = "analytical: weights, planned arena and runtime overheads"
         source = f"predicted (cost model, {how}; {cost.basis})"
