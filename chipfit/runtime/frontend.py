@@ -68,8 +68,17 @@ class SpectralFrontEnd:
 
     bands: int = 64
 
+    @staticmethod
+    def bins(window: int) -> int:
+        """Frequency bins of the window's real FFT, zero-padded to a power of two (as computed).
+
+        >>> SpectralFrontEnd.bins(100), SpectralFrontEnd.bins(2048)
+        (65, 1025)
+        """
+        return (1 << math.ceil(math.log2(max(window, 2)))) // 2 + 1
+
     def output_shape(self, window: int, channels: int) -> tuple[int, int]:
-        return min(self.bands, window // 2 + 1), channels
+        return min(self.bands, self.bins(window)), channels
 
     def ops(self, window: int, channels: int) -> int:
         n = 1 << math.ceil(math.log2(max(window, 2)))

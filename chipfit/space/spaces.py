@@ -145,6 +145,13 @@ class SeriesSpace(SearchSpace):
                   "kernel": [3, 5, 7, 9], "stem_kernel": [5, 9], "stem_stride": [2, 4], "downsample": [0, 1, 2]},
     }
 
+    def __init__(self, input_spec: InputSpec, num_classes: int) -> None:
+        super().__init__(input_spec, num_classes)
+        # propose only what can be built for this input: no more bands than the window's FFT has bins
+        bins = SpectralFrontEnd.bins(self._window()[0])
+        self.families = {f: {**p, "spectral_bands": [b for b in p["spectral_bands"] if b <= bins]}
+                         for f, p in type(self).families.items()}
+
     def _window(self) -> tuple[int, int]:
         t, c = [*list(self.input.shape or [128, 3]), 1][:2]
         return int(t), int(c)
