@@ -34,6 +34,7 @@ from typing import Any
 
 from chipfit.errors import GraphError
 from chipfit.graph.opgraph import OpGraph
+from chipfit.graph.tflite_reader import tflite_bytes
 
 ALIGN = 16  # MicroArenaBufferAlignment(), tensorflow/lite/micro/micro_arena_constants.h:24
 MAX_SCRATCH_PER_OP = 12  # kMaxScratchBuffersPerOp, tensorflow/lite/micro/micro_allocator.cc:54
@@ -443,8 +444,7 @@ def tflm_arena(model: str | Path | bytes, *, abi: str = "arm32", kernels: str = 
     if kernels not in KERNELS:
         raise GraphError(f"unknown TFLM kernels '{kernels}': expected one of {', '.join(KERNELS)}.")
     a = ABIS[abi]
-    label = name or (Path(model).name if not isinstance(model, bytes) else "model.tflite")
-    data = model if isinstance(model, bytes) else Path(model).read_bytes()
+    data, label = tflite_bytes(model, name=name)
     tensors, ops, g_in, g_out, n_sub = _read(data, label)
     tail = _Tail()
     # MicroAllocator::Create (micro_allocator.cc:566) / RecordingMicroAllocator::Create: allocator, planner, allocator

@@ -35,6 +35,7 @@ from typing import Any
 from chipfit.firmware import templates
 from chipfit.firmware.cores import Core, get_core
 from chipfit.firmware.toolchain import FirmwareError, cache_root, gcc_version, require, tflm_source
+from chipfit.graph.tflite_reader import tflite_bytes
 from chipfit.logging import get_logger
 
 _log = get_logger(__name__)
@@ -87,15 +88,6 @@ class Firmware:
 
 
 # ---------------------------------------------------------------------------------------------------- the model
-
-def _model_bytes(model: str | Path | bytes) -> tuple[bytes, str]:
-    if isinstance(model, bytes):
-        return model, "model.tflite"
-    p = Path(model)
-    if not p.is_file():
-        raise FirmwareError(f"model not found: expected a .tflite file at '{p}'.")
-    return p.read_bytes(), p.name
-
 
 def model_facts(data: bytes, name: str = "model.tflite") -> tuple[list[str], int]:
     """The builtin op names of the model's operators (execution order) and its input bytes."""
@@ -385,7 +377,7 @@ def build_firmware(model: str | Path | bytes, core: str | Core = "cortex-m4", *,
     require(qemu=False)
     c = core if isinstance(core, Core) else get_core(core)
     tree = tflm_source()
-    data, name = _model_bytes(model)
+    data, name = tflite_bytes(model)
     t0 = time.perf_counter()
     cache = object_cache(c, tree)
     if out is None:

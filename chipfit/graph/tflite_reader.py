@@ -31,6 +31,21 @@ _OPTIONS = {"CONV_2D": tflite.Conv2DOptions, "DEPTHWISE_CONV_2D": tflite.Depthwi
             "FULLY_CONNECTED": tflite.FullyConnectedOptions, "ADD": tflite.AddOptions}
 
 
+def tflite_bytes(model: str | Path | bytes, *, name: str | None = None) -> tuple[bytes, str]:
+    """``(bytes, name)`` of a ``.tflite`` given as a path or as bytes (named ``model.tflite``); a missing file
+    is a :class:`~chipfit.errors.ModelFileError` naming the path.
+
+    >>> tflite_bytes(b"abc")
+    (b'abc', 'model.tflite')
+    """
+    if isinstance(model, bytes):
+        return model, name or "model.tflite"
+    p = Path(model)
+    if not p.is_file():
+        raise ModelFileError(f"TFLite model not found: expected a file at '{p}'. Check the path.")
+    return p.read_bytes(), name or p.name
+
+
 def from_tflite(path: str | Path, *, name: str | None = None) -> OpGraph:
     """Read a TFLite model (float or int8) into an OpGraph.
 
@@ -39,9 +54,7 @@ def from_tflite(path: str | Path, *, name: str | None = None) -> OpGraph:
     chipfit.errors.ModelFileError: TFLite model not found ...
     """
     p = Path(path)
-    if not p.is_file():
-        raise ModelFileError(f"TFLite model not found: expected a file at '{p}'. Check the path.")
-    buf = p.read_bytes()
+    buf, _ = tflite_bytes(p)
     if not buf:
         raise ModelFileError(f"'{p}' is empty (0 bytes); expected a TFLite flatbuffer. Was the conversion "
                              "interrupted?")

@@ -31,6 +31,7 @@ import numpy as np
 
 from chipfit.cost.arena import TflmArena, tflm_arena
 from chipfit.errors import MeasurementError
+from chipfit.graph.tflite_reader import tflite_bytes
 from chipfit.logging import get_logger
 from chipfit.measure.base import Runtime
 from chipfit.measure.modelfile import ModelFile
@@ -75,12 +76,7 @@ def available() -> str | None:
 def _data(model: str | Path | bytes | ModelFile) -> tuple[bytes, str]:
     if isinstance(model, ModelFile):
         return model.data, model.name
-    if isinstance(model, bytes):
-        return model, "model.tflite"
-    p = Path(model)
-    if not p.is_file():
-        raise MeasurementError(f"TFLite model not found: expected a file at '{p}'.")
-    return p.read_bytes(), p.name
+    return tflite_bytes(model)
 
 
 def model_ops(model: str | Path | bytes | ModelFile) -> list[str]:
