@@ -25,11 +25,23 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
+def commit() -> str:
+    """The commit the figures come from (``+ uncommitted changes`` when the tree differs, BENCHMARKS.md aside)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", ".", ":(exclude)BENCHMARKS.md")
+    return f"{head} + uncommitted changes" if dirty else head
+
+
 def write_section(title: str, body: str) -> None:
     """Replace (or append) the ``## title`` section of BENCHMARKS.md."""
     path = ROOT / "BENCHMARKS.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n\nFigures measured by the scripts in `bench/`.\n"
-    stamp = f"Machine: {machine()}. Date: {dt.date.today().isoformat()}.\n\n"
+    stamp = f"Machine: {machine()}. Date: {dt.date.today().isoformat()}. Commit: {commit()}.\n\n"
     section = f"## {title}\n\n{stamp}{body.rstrip()}\n"
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
