@@ -18,6 +18,7 @@ from pathlib import Path
 
 # bench/profile.py would shadow the standard library's profile module (torch imports cProfile)
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench._report from the repository root
 
 import numpy as np
 

@@ -37,14 +37,18 @@ class Pricer:
         self.target = target
         self.cost_model = cost_model or CostModel()
         self.dtype = dtype
+        self._priced: dict[str, Priced] = {}
 
     def price(self, config: ArchConfig | dict[str, Any]) -> Priced:
-        """Build ``config`` (traced in memory, no file) and estimate its cost with its front-end."""
+        """Build ``config`` (traced in memory, no file) and estimate its cost with its front-end; each config is
+        traced and priced once per Pricer."""
         cfg = config if isinstance(config, ArchConfig) else ArchConfig.from_dict(config)
-        cand = self.space.candidate(cfg)
-        cost = self.cost_model.estimate(cand.graph, self.target, dtype=self.dtype, frontend_ops=cand.frontend_ops,
-                                        frontend_ram_bytes=cand.frontend_ram_bytes)
-        return Priced(cand, cost)
+        if cfg.key not in self._priced:
+            cand = self.space.candidate(cfg)
+            cost = self.cost_model.estimate(cand.graph, self.target, dtype=self.dtype,
+                                            frontend_ops=cand.frontend_ops, frontend_ram_bytes=cand.frontend_ram_bytes)
+            self._priced[cfg.key] = Priced(cand, cost)
+        return self._priced[cfg.key]
 
     def network_cost(self, config: ArchConfig | dict[str, Any]) -> Cost:
         """The network alone (what a model file holds: no front-end), as measured runtimes see it."""

@@ -24,7 +24,7 @@ import yaml
 
 from chipfit.bestmodel import BestModel
 from chipfit.contract import Contract, load_contract
-from chipfit.cost.calibration import Calibration
+from chipfit.cost.calibration import CPI_RUN_FILE, Calibration
 from chipfit.cost.model import Cost, CostModel
 from chipfit.data.dataset import Dataset
 from chipfit.errors import ChipfitError, UsageError
@@ -52,6 +52,7 @@ class Run:
         self.contract = contract
         self.dir = Path(directory)
         self.store = CandidateStore(self.dir / "candidates.jsonl")
+        self._pricer: tuple[tuple[int | None, ...], Pricer] | None = None
 
     # -- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -107,8 +108,14 @@ class Run:
 
     @property
     def pricer(self) -> Pricer:
-        """Prices configs with the run's calibration, with the data's real classifier head."""
-        return Pricer(self.space, self.target, cost_model=CostModel.for_run(self.dir), dtype=self.contract.dtype)
+        """Prices configs with the run's calibration, with the data's real classifier head (kept while the run's
+        calibration files are unchanged, so the report and the HTML page price the best model once)."""
+        key = tuple(p.stat().st_mtime_ns if p.is_file() else None
+                    for p in (self.dir / "calibration.json", self.dir / CPI_RUN_FILE))
+        if self._pricer is None or self._pricer[0] != key:
+            self._pricer = (key, Pricer(self.space, self.target, cost_model=CostModel.for_run(self.dir),
+                                        dtype=self.contract.dtype))
+        return self._pricer[1]
 
     @property
     def candidates(self) -> list[CandidateRecord]:
@@ -281,16 +288,16 @@ class Run:
             raise ChipfitError(f"{self.dir}: no trained best candidate")
         return self.pricer.price(best.config).cost
 
-    def export(self, fmt: str = "all", *, strict: bool = True,
-               callbacks: SearchCallbacks | None = None) -> dict[str, list[Path]]:
-        """Write deployable artifacts into ``best/`` (see :mod:`chipfit.export`); ``callbacks.on_phase`` is
-        called as each format starts."""
+    def export(self, fmt: str = "all", *, strict: bool = True, callbacks: SearchCallbacks | None = None,
+               exclude: tuple[str, ...] = ()) -> dict[str, list[Path]]:
+        """Write deployable artifacts into ``best/`` (see :mod:`chipfit.export`), all formats but ``exclude``;
+        ``callbacks.on_phase`` is called as each format starts."""
         from chipfit.export import export_best
         from chipfit.search.callbacks import PHASES
 
         cb = callbacks or SearchCallbacks()
         with self.logging():
-            return export_best(self.best_model(), fmt, strict=strict,
+            return export_best(self.best_model(), fmt, strict=strict, exclude=exclude,
                                on_format=lambda name: cb.on_phase(f"{PHASES['export']} {name}"))
 
     def render(self, report: RunReport | None = None) -> Path:
@@ -312,15 +319,14 @@ class Run:
         cb = callbacks or SearchCallbacks()
         report = self.finalize(callbacks=cb)
         if export and report.best is not None:
-            self.export("all", strict=False, callbacks=cb)
+            self.export("all", strict=False, callbacks=cb, exclude=("manifest",))
             if (self.dir / "best" / "model.tflite").is_file():
                 cb.on_phase(PHASES["tflm"])
             check = self.check_tflm()
             if check is not None:
                 report = report.model_copy(update={"tflm": check})
                 report.save(self.dir / "report.json")
-                if (self.dir / "best" / "manifest.json").is_file():
-                    self.export("manifest", callbacks=cb)  # the manifest embeds the final report
+            self.export("manifest", strict=False, callbacks=cb)  # last: it embeds the final report
         cb.on_phase(PHASES["html"])
         self.render(report)
         return report

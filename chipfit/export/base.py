@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,14 +50,15 @@ def list_exporters() -> list[str]:
 
 
 def export_best(best: BestModel, fmt: str = "all", *, strict: bool = True,
-                on_format: Callable[[str], None] | None = None) -> dict[str, list[Path]]:
-    """Run one exporter (with what it requires) or all of them. With ``strict=False`` an exporter that is not
-    available here (missing optional dependency) is skipped and logged instead of raising. ``on_format(name)``
-    is called as each exporter starts (progress)."""
+                on_format: Callable[[str], None] | None = None, exclude: Collection[str] = ()
+                ) -> dict[str, list[Path]]:
+    """Run one exporter (with what it requires) or all of them but ``exclude``. With ``strict=False`` an exporter
+    that is not available here (missing optional dependency) is skipped and logged instead of raising.
+    ``on_format(name)`` is called as each exporter starts (progress)."""
     if fmt != "all" and fmt not in EXPORTERS:
         raise UsageError(f"unknown export format '{fmt}': expected all or {', '.join(list_exporters())}."
                          f"{did_you_mean(fmt, EXPORTERS)}")
-    order = _order(list(EXPORTERS) if fmt == "all" else [fmt])
+    order = [n for n in _order(list(EXPORTERS) if fmt == "all" else [fmt]) if n not in exclude]
     out: dict[str, list[Path]] = {}
     for name in order:
         exp = EXPORTERS[name]
