@@ -227,12 +227,12 @@ class Run:
         target, whatever its cost, and measure its int8 model on the test split (for comparison)."""
         from chipfit.quantize.int8 import onnx_accuracy
         from chipfit.runtime.preprocess import Preprocessor
-        from chipfit.search.loop import SearchLoop
+        from chipfit.search.training import CandidateTrainer
         from chipfit.space import reference_config
 
         data = self.dataset
-        loop = SearchLoop(self.contract, data, self.target, self.dir)
-        rec = loop.evaluate(reference_config(name), 0, train_infeasible=True, subdir=f"references/{name}")
+        trainer = CandidateTrainer(self.contract, data, self.target, self.dir)
+        rec = trainer.evaluate(reference_config(name), 0, train_infeasible=True, subdir=f"references/{name}")
         out: dict[str, Any] = {"name": name, "record": rec.to_dict()}
         if rec.state == "COMPLETE":
             pre = Preprocessor.load(self.dir / rec.artifacts["preprocess"])
