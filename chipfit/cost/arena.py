@@ -594,8 +594,8 @@ def tflm_ram(graph: OpGraph, nbytes: Callable[[str], int], *, abi: str = "arm32"
             taps = int(math.prod(n.kernel)) if n.kernel else 1
             if op == "CONV_2D" and taps > 1:
                 scratch.append((k, 2 * align_up(n.weights // cout, 4) * 2))
-            elif op == "DEPTHWISE_CONV_2D" and n.kernel != (3, 3):
-                scratch.append((k, cout * taps * 2))
+            elif op == "DEPTHWISE_CONV_2D" and n.kernel != (3, 3) and _in_channels(graph, n) in (None, cout):
+                scratch.append((k, cout * taps * 2))  # a channel multiplier (in != out) needs none, as _cmsis_scratch
         if kernels == "cmsis-nn" and op == "AVERAGE_POOL_2D" and n.outputs and n.outputs[0] in graph.tensors:
             shape = graph.tensors[n.outputs[0]].shape
             scratch.append((k, 4 * (shape[-1] if graph.layout == "NHWC" else shape[1] if len(shape) > 1 else 1)))
@@ -611,6 +611,14 @@ def tflm_ram(graph: OpGraph, nbytes: Callable[[str], int], *, abi: str = "arm32"
             tail.alloc("input/output tensors", a.size("TfLiteAffineQuantization"), a.align("TfLiteAffineQuantization"))
             tail.alloc("input/output tensors", 8, a.align("TfLiteIntArray"))
     return p, tail.used, tail.items
+
+
+def _in_channels(graph: OpGraph, node: Any) -> int | None:
+    """Channels of a node's first input in the graph's layout (None when unknown)."""
+    t = graph.tensors.get(node.inputs[0]) if node.inputs else None
+    if t is None or len(t.shape) < 2:
+        return None
+    return int(t.shape[-1] if graph.layout == "NHWC" else t.shape[1])
 
 
 TFLM_OP_NAMES = frozenset({*_PARAMS, *_OPDATA["reference"], *_OPDATA_COMMON, "RESHAPE", "TRANSPOSE", "QUANTIZE",
