@@ -888,6 +888,22 @@ def firmware_cmd(
               highlight=False, soft_wrap=True)
 
 
+@app.command("firmware-sources")
+def firmware_sources_cmd(
+    fetch: Annotated[bool, typer.Option("--fetch", help="Fetch TFLM at the pinned commit and build its Cortex-M "
+                                        "tree when none is found (needs internet, make, unzip, patch; minutes).")]
+    = False,
+) -> None:
+    """Where the TFLM + CMSIS-NN sources of the firmware come from, and the commits they are pinned to."""
+    from chipfit.firmware.sources import PINNED, tflm_source
+
+    with _errors():
+        tree = tflm_source(fetch=fetch)
+    out.print(f"TFLM + CMSIS-NN sources: {tree}", highlight=False, soft_wrap=True)
+    for name, where in PINNED.items():
+        out.print(f"  {name}: {where}", highlight=False, soft_wrap=True)
+
+
 def _record_windows(rt: Any, mf: Any, path: Path, inferences: int) -> None:
     """Run ``inferences`` inferences after 1 s idle, keeping each one's wall-clock window, for a power meter."""
     import time

@@ -5,6 +5,7 @@ instruction counting (:mod:`chipfit.firmware.run`), or flashed on a board and dr
 from __future__ import annotations
 
 from chipfit.firmware.cores import CORES, Core, get_core
-from chipfit.firmware.toolchain import FirmwareError, missing, tflm_source
+from chipfit.firmware.sources import tflm_source
+from chipfit.firmware.toolchain import FirmwareError, missing
 
 __all__ = ["CORES", "Core", "FirmwareError", "get_core", "missing", "tflm_source"]

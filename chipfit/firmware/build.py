@@ -34,7 +34,8 @@ from typing import Any
 
 from chipfit.firmware import templates
 from chipfit.firmware.cores import Core, get_core
-from chipfit.firmware.toolchain import FirmwareError, cache_root, gcc_version, require, tflm_source
+from chipfit.firmware.sources import tflm_source
+from chipfit.firmware.toolchain import FirmwareError, cache_root, gcc_version, require
 from chipfit.graph.tflite_reader import tflite_bytes
 from chipfit.logging import get_logger
 

@@ -8,14 +8,15 @@ MLPERF = {"ic": "ic/pretrainedResnet_quant.tflite", "kws": "kws/kws_ref_model.tf
 
 def farm_missing(qemu: bool = True) -> str | None:
     """Why the firmware tests cannot run here, or None."""
-    from chipfit.firmware.toolchain import FirmwareError, missing, tflm_source
+    from chipfit.firmware.sources import tflm_source
+    from chipfit.firmware.toolchain import FirmwareError, missing
     from chipfit.measure.tflm import available
 
     why = missing(qemu)
     if why:
         return f"{why} (the firmware tests need them)"
     try:
-        tflm_source()
+        tflm_source(fetch=False)
     except FirmwareError as e:
         return str(e)
     return available()

@@ -33,7 +33,7 @@ def test_harness_output_is_parsed_and_errors_are_named() -> None:
 
 
 def test_missing_sources_say_where_to_get_them(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from chipfit.firmware.toolchain import tflm_source
+    from chipfit.firmware.sources import tflm_source
 
     monkeypatch.setenv("CHIPFIT_TFLM_SRC", str(tmp_path))
     with pytest.raises(FirmwareError, match=r"not found.*CHIPFIT_TFLM_SRC.*tflite-micro at 90b983c2b.*CMSIS-NN at "):
@@ -44,7 +44,7 @@ def test_an_op_tflm_cannot_register_is_named() -> None:
     from farm_helpers import farm_missing
 
     from chipfit.firmware.build import kernel_sources
-    from chipfit.firmware.toolchain import tflm_source
+    from chipfit.firmware.sources import tflm_source
 
     if farm_missing(qemu=False):
         pytest.skip(str(farm_missing(qemu=False)))
