@@ -177,7 +177,8 @@ def devices(
 
 
 def _show_device(t: Any, as_json: bool, sources: bool = False) -> None:
-    from chipfit.targets.knowledge import efficiency
+    from chipfit.cost.instructions import published_cpi
+    from chipfit.targets.knowledge import boards_of, efficiency
     from chipfit.targets.references import references_for
 
     refs = references_for(t)
@@ -191,6 +192,10 @@ def _show_device(t: Any, as_json: bool, sources: bool = False) -> None:
             effs[r] = {"macs_per_cycle": dict(e.macs_per_cycle), "source": e.source, "version": e.version,
                        "predicted_by": e.path, "interval_80": list(e.interval) if e.interval else None,
                        "versions": version_table(r)}
+            if t.origin == "builtin":
+                fit = published_cpi(boards_of(t.name, t.clock_mhz), r, e.version)
+                if fit is not None:
+                    effs[r]["cpi"] = {"cpi": fit.cpi, "source": fit.source, "per_model": dict(fit.per_bench)}
     from chipfit.cost.model import CostModel
 
     cal = CostModel().calibration_for(t, t.runtime, "int8")
@@ -220,8 +225,13 @@ def _show_device(t: Any, as_json: bool, sources: bool = False) -> None:
     for r, e in effs.items():
         label = f"{r}@{e['version']}" if e["version"] else r
         iv = f"; 80 % interval x{e['interval_80'][0]:.2f}-x{e['interval_80'][1]:.2f}" if e["interval_80"] else ""
+        cpi = e.get("cpi")
         rows.append((f"{label} MAC/cycle", ", ".join(f"{k} {v:.2f}" for k, v in e["macs_per_cycle"].items()),
-                     f"path: {e['predicted_by']}{iv}; {e['source']}"))
+                     f"not used for this board: instructions x CPI (next row) takes precedence; {e['source']}"
+                     if cpi else f"path: {e['predicted_by']}{iv}; {e['source']}"))
+        if cpi:
+            rows.append((f"{label} cycles/instruction", f"{cpi['cpi']:.2f}",
+                         f"path: instructions x CPI, fitted board; {cpi['source']}"))
         if e["versions"]:
             rows.append((f"{r} versions", ", ".join(v["version"] + ("*" if v["latest"] else "")
                                                    for v in e["versions"]),

@@ -135,3 +135,18 @@ def test_cycles_do_not_depend_on_the_clock_on_published_boards():
     assert len(inv) >= 2
     for key, v in inv.items():
         assert abs(v["cycles_ratio"] - 1) < 0.02, key
+
+
+def test_devices_show_names_the_path_profile_takes():
+    """On a board whose published TFLM + CMSIS-NN rows fit a CPI, `devices show` says instructions x CPI is the
+    path, with the same CPI that `profile` multiplies by, and the MAC/cycle row says it is not used."""
+    show = json.loads(CliRunner().invoke(app, ["devices", "show", "stm32l4r5", "--json"]).output)
+    cpi = show["efficiency"]["tflm-cmsis-nn"]["cpi"]
+    assert set(cpi["per_model"]) == {"ad", "ic", "kws", "vww"}
+    assert "cpi" not in show["efficiency"]["x-cube-ai"]
+    prof = json.loads(CliRunner().invoke(app, ["profile", "resnet8", "--target", "stm32l4r5", "--runtime",
+                                               "tflm-cmsis-nn", "--json"]).output)
+    assert prof["predicted_by"] == "instructions x CPI, fitted board"
+    assert f"x {cpi['cpi']:.3g} cycles per instruction" in prof["efficiency_source"]
+    table = CliRunner().invoke(app, ["devices", "show", "stm32l4r5"], terminal_width=250).output
+    assert "cycles/instruction" in table and "not used for this board" in table
