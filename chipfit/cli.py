@@ -523,6 +523,10 @@ def _print_run(report: Any, run: Any) -> None:
               + ", ".join(f"{v} {k.lower()}" for k, v in counts.items())
               + f"; {report.train_seconds_total:.1f} s training, {report.train_seconds_infeasible:.0f} s "
               f"on infeasible candidates", highlight=False)
+    if report.compute:
+        out.print("where the compute went: " + "; ".join(
+            f"{c.outcome} {c.candidates} ({c.train_seconds:.0f} s training, {c.wall_seconds:.0f} s wall)"
+            for c in report.compute), highlight=False, soft_wrap=True)
     _print_stopped(report, run)
     if report.best is not None:
         b = report.best

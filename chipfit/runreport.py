@@ -81,6 +81,16 @@ class ParetoPoint(_Record):
     config: dict[str, Any]
 
 
+class ComputeRow(_Record):
+    """Where the search's compute went: the candidates of one outcome (see
+    ``chipfit.search.selection.OUTCOMES``) and their training and wall seconds."""
+
+    outcome: str
+    candidates: int
+    train_seconds: float
+    wall_seconds: float
+
+
 class BestSummary(_Record):
     """The selected candidate: its configuration, validation accuracies and predicted cost."""
 
@@ -190,6 +200,7 @@ class RunReport(_Record):
     stopped: str = ""  # why the search stopped (trials done, time budget, nothing left to sample)
     train_seconds_total: float = 0.0
     train_seconds_infeasible: float = 0.0
+    compute: list[ComputeRow] = []  # seconds per outcome (holds every budget, below a budget, pruned, failed...)
     wall_seconds: float = 0.0
     pareto: list[ParetoPoint] = []
     best: BestSummary | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from chipfit.runreport import (
     BestSummary,
     BudgetRow,
     ClosestCandidate,
+    ComputeRow,
     DatasetSummary,
     FieldSummary,
     MeasuredRow,
@@ -34,7 +35,7 @@ from chipfit.runreport import (
 )
 from chipfit.runtime.preprocess import Preprocessor
 from chipfit.search.callbacks import PHASES, SearchCallbacks
-from chipfit.search.selection import pareto, select
+from chipfit.search.selection import compute_account, pareto, select
 from chipfit.store import STATES, CandidateRecord
 from chipfit.targets.target import Target
 
@@ -71,6 +72,7 @@ def build_report(state: RunState, *, measure: bool = True, callbacks: SearchCall
         runtime=state.target.runtime, counts={s: sum(1 for r in recs if r.state == s) for s in STATES},
         stopped=state.stopped, train_seconds_total=sum(r.train_seconds for r in recs),
         train_seconds_infeasible=sum(r.train_seconds for r in recs if r.state == "INFEASIBLE"),
+        compute=[ComputeRow(**asdict(s)) for s in compute_account(recs, c.budgets)],
         pareto=[ParetoPoint(id=r.id, accuracy_int8=r.accuracy_int8, latency_ms=r.predicted["latency_ms"],
                             config=r.config) for r in pareto(recs)],
         dataset=dataset_summary(state.dataset), classes=list(state.dataset.class_names),

@@ -320,6 +320,14 @@ def render(run_dir: Path, report: RunReport, *, contract: Contract, target: Targ
                                                                           for k, n in report.counts.items()]),
               f"<p>training time {report.train_seconds_total:.1f} s in total, "
               f"{report.train_seconds_infeasible:.1f} s on infeasible candidates.</p>"]
+    if report.compute:
+        parts += ["<h3>Where the compute went</h3>",
+                  _table(["outcome", "candidates", "training s", "wall s"],
+                         [[_td(_e(c.outcome)), _td(str(c.candidates), "num"), _td(f"{c.train_seconds:.1f}", "num"),
+                           _td(f"{c.wall_seconds:.1f}", "num")] for c in report.compute], "compute-table"),
+                  "<p>Training seconds are optimizer steps and validation; wall seconds add pricing, export, "
+                  "quantization and the int8 measurement (for a failed candidate, up to its failure). Outcomes are "
+                  "judged on validation accuracy, as the search saw them.</p>"]
     # device
     t = target
     rows = [[_td(_e(k)), _td(_fmt(getattr(t, k)), "num"), _td(_e(t.sources.get(k, "")))] for k in DEVICE_FACTS

@@ -5,6 +5,9 @@
 ...                                         accuracy_int8=acc)
 >>> [c.id for c in pareto([r(0, 0.9, 2.0), r(1, 0.8, 1.0), r(2, 0.7, 3.0)])]
 [1, 0]
+>>> from chipfit.contract.schema import Budgets
+>>> outcome(r(3, 0.6, 1.0), Budgets(accuracy=0.8))
+'below the accuracy budget'
 """
 
 from __future__ import annotations
@@ -67,3 +70,55 @@ def select(records: Sequence[CandidateRecord], budgets: Budgets) -> Selection:
         return Selection(None, False, [], None)
     closest = min(scored, key=lambda r: sum(max(v, 0.0) for v in r.constraints.values()))
     return Selection(None, False, sorted(k for k, v in closest.constraints.items() if v > 0), closest)
+
+
+# Where a run's compute went: every record falls in exactly one of these, in this order of precedence
+OUTCOMES = ("holds every budget", "below the accuracy budget", "below the field-accuracy budget",
+            "broke a cost budget (trained anyway)", "pruned", "failed", "infeasible (costed, never trained)")
+
+
+def outcome(r: CandidateRecord, budgets: Budgets) -> str:
+    """Which of :data:`OUTCOMES` a record ended in, judged on validation accuracy as the search saw it."""
+    if r.state == "PRUNED":
+        return "pruned"
+    if r.state == "FAILED":
+        return "failed"
+    if r.state == "INFEASIBLE" or r.state != "COMPLETE":
+        return "infeasible (costed, never trained)"
+    if not r.feasible:
+        return "broke a cost budget (trained anyway)"
+    if budgets.accuracy is not None and (r.accuracy_int8 is None or r.accuracy_int8 < budgets.accuracy):
+        return "below the accuracy budget"
+    fa = budgets.field_accuracy
+    if fa is not None and (r.accuracy_field_int8 is None or r.accuracy_field_int8 < fa.min):
+        return "below the field-accuracy budget"
+    return "holds every budget"
+
+
+@dataclass(frozen=True)
+class ComputeShare:
+    """The candidates of one outcome and the seconds they took: training (optimizer steps and validation) and
+    wall (everything: pricing, training, export, quantization, int8 measurement; for a failed candidate, up to
+    its failure)."""
+
+    outcome: str
+    candidates: int
+    train_seconds: float
+    wall_seconds: float
+
+
+def compute_account(records: Sequence[CandidateRecord], budgets: Budgets) -> list[ComputeShare]:
+    """Seconds per outcome, in :data:`OUTCOMES` order, outcomes without candidates left out.
+
+    >>> from chipfit.contract.schema import Budgets
+    >>> r = lambda i, st, acc, s: CandidateRecord(i, str(i), {}, st, "", {"latency_ms": 1.0}, {}, {},
+    ...                                           accuracy_int8=acc, train_seconds=s, wall_seconds=s + 1)
+    >>> [(c.outcome, c.train_seconds) for c in compute_account(
+    ...     [r(0, "COMPLETE", 0.9, 10), r(1, "COMPLETE", 0.5, 4), r(2, "PRUNED", None, 2)], Budgets(accuracy=0.8))]
+    [('holds every budget', 10), ('below the accuracy budget', 4), ('pruned', 2)]
+    """
+    by: dict[str, list[CandidateRecord]] = {o: [] for o in OUTCOMES}
+    for r in records:
+        by[outcome(r, budgets)].append(r)
+    return [ComputeShare(o, len(rs), sum(r.train_seconds for r in rs), sum(r.wall_seconds for r in rs))
+            for o, rs in by.items() if rs]

@@ -153,3 +153,23 @@ def test_the_report_carries_the_tflm_accuracy_and_agreement(finished_run):
     assert t.agreement is not None and t.agreement >= 0.9
     assert t.flagged == (t.gap_points > 1.0)
     assert "int8 numerics under TFLM" in (finished_run[0] / "report.html").read_text()
+
+
+def test_the_report_says_where_the_compute_went(finished_run):
+    """Every candidate falls in exactly one outcome; the outcomes' training seconds add up to the run's total,
+    and the selected model's outcome is 'holds every budget'; report.html shows the same table."""
+    from chipfit.contract import load_contract
+    from chipfit.search.selection import OUTCOMES, outcome
+    from chipfit.store import CandidateStore
+
+    run_dir, _ = finished_run
+    report = load_report(run_dir)
+    assert report.compute and [c.outcome for c in report.compute] == [
+        o for o in OUTCOMES if o in {c.outcome for c in report.compute}]
+    assert sum(c.candidates for c in report.compute) == sum(report.counts.values())
+    assert sum(c.train_seconds for c in report.compute) == pytest.approx(report.train_seconds_total)
+    records = {r.id: r for r in CandidateStore(run_dir / "candidates.jsonl").load()}
+    budgets = load_contract(run_dir / "contract.yaml").budgets
+    assert outcome(records[report.best.id], budgets) == "holds every budget"
+    html = (run_dir / "report.html").read_text()
+    assert "Where the compute went" in html and 'id="compute-table"' in html
