@@ -161,6 +161,8 @@ class SearchSettings(_Model):
     # a candidate whose predicted latency/energy interval crosses a budget (AT RISK): avoid = never trained
     # (judged at the interval's unfavourable end), allow = judged on the point prediction
     risk: Literal["allow", "avoid"] = "avoid"
+    # the first trials are every family's reference analogue scaled down to hold the cost budgets
+    warm_start: bool = True
 
 
 class AgentSpec(_Model):

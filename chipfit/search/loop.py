@@ -77,6 +77,8 @@ class SearchLoop(CandidateTrainer):
         looks exhausted. Returns why the search stopped (:attr:`stopped`)."""
         backend = backend or InProcessBackend()
         study = open_study(self.run_dir, self.s.seed, self.s.trials, self.s.sampler)
+        if self.s.warm_start and not study.trials and not self.store.load():
+            self.warm_start(study)
         claims = Claims(self.run_dir)
         self.cb.on_start(self.s.trials, len(self.store.load()))
         budget = [5 * self.s.trials]
@@ -105,6 +107,23 @@ class SearchLoop(CandidateTrainer):
         finally:
             backend.close()
         return self.stopped
+
+    def warm_start(self, study: optuna.Study) -> list[ArchConfig]:
+        """Enqueue every family's reference analogue, scaled down to hold the cost budgets
+        (:mod:`chipfit.search.warmstart`), as the study's first trials."""
+        from chipfit.budgets import check_budgets, constraints
+        from chipfit.search.warmstart import trial_params, warm_start_configs
+
+        def fits(config: ArchConfig) -> bool:
+            checks = check_budgets(self.pricer.price(config).cost, self.c, target=self.target)
+            return all(v <= 0 for v in constraints(checks, risk=self.s.risk).values())
+
+        configs = warm_start_configs(self.space, fits)
+        for cfg in configs:
+            study.enqueue_trial(trial_params(cfg), skip_if_exists=True)
+        log.info("warm start: %d scaled reference-family configs first (%s)", len(configs),
+                 ", ".join(c.key for c in configs) or "none fits")
+        return configs
 
     def next_candidate(self, study: optuna.Study, claims: Claims, deadline: float | None,
                        budget: list[int]) -> tuple[optuna.Trial, ArchConfig] | None:
