@@ -12,7 +12,8 @@ node reads and writes, and two effects found by profiling ONNX Runtime on x86 (`
   run a slower narrow kernel; depthwise convolutions pad channels to 32 and pay more when not 16-aligned;
 - a 1-D convolution has its own fixed cost per node (it runs as a 2-D one of height 1);
 - a convolution whose input or output feeds several nodes (a residual block) is not fused into
-  ``QLinearConv`` by ONNX Runtime's QDQ optimiser and runs in float between Dequantize/Quantize nodes.
+  ``QLinearConv`` by ONNX Runtime's QDQ optimiser and runs in float between Dequantize/Quantize nodes (a
+  QOperator file's ``QLinearConv`` stays quantized).
 
 The prediction of a graph is the sum of its nodes' feature costs plus a fixed per-inference cost; the
 per-node sums become the per-layer latencies of the :class:`~chipfit.cost.model.Cost`.
@@ -72,7 +73,9 @@ def node_features(graph: OpGraph) -> list[dict[str, float]]:
             cin = ins[0].shape[1] if ins and len(ins[0].shape) > 1 else 1
             pix = max(1, out_n // max(1, cout))
             taps = n.macs // max(1, out_n) if c == "depthwise" else n.macs // max(1, pix * cout)
-            fans = c != "dense" and (consumers[n.inputs[0]] > 1 or consumers[n.outputs[0]] > 1)
+            # QOperator files already hold QLinearConv, which ONNX Runtime runs quantized whatever feeds it
+            fans = c != "dense" and not n.op_type.startswith("QLinear") and (
+                consumers[n.inputs[0]] > 1 or consumers[n.outputs[0]] > 1)
             if fans:
                 f.update(fmacs=n.macs, fnodes=1.0, fio=in_n + out_n)
             elif c == "conv" and cin < 4:

@@ -2,7 +2,11 @@
 
 Shapes come from ``onnx.shape_inference`` with the batch dimension fixed to 1. In QDQ models, weights reach
 Conv/Gemm through ``DequantizeLinear`` and activations pass through Q/DQ pairs: both are resolved, so a QDQ
-model has the same MACs and params as its fp32 source.
+model has the same MACs and params as its fp32 source. QOperator models (``quantize_static(...,
+quant_format=QuantFormat.QOperator)``) are read too: ``QLinearConv``, ``QLinearMatMul`` and ONNX Runtime's
+``com.microsoft`` ops (``QGemm``, ``QLinearAdd``, ``QLinearMul``, ``QLinearAveragePool``,
+``QLinearGlobalAveragePool``, ``QLinearConcat``, ``QLinearSigmoid``, ``QLinearLeakyRelu``), whose shapes
+ONNX's own inference does not know and chipfit infers itself.
 """
 
 from __future__ import annotations
@@ -90,7 +94,7 @@ def from_onnx(model: str | Path | onnx.ModelProto, *, name: str | None = None) -
             dims[0].ClearField("dim_param")
             dims[0].dim_value = 1
     try:
-        mo = onnx.shape_inference.infer_shapes(mo, strict_mode=False, data_prop=True)
+        mo = _infer_shapes(mo)
     except Exception as exc:
         raise ModelFileError(f"ONNX shape inference failed for '{label}': {exc}") from exc
     try:
@@ -100,6 +104,106 @@ def from_onnx(model: str | Path | onnx.ModelProto, *, name: str | None = None) -
     except (IndexError, KeyError, ValueError, TypeError, AttributeError) as exc:  # a corrupt graph, not a bug
         raise ModelFileError(f"'{label}' is a malformed ONNX graph ({type(exc).__name__}: {exc}); expected a model "
                              "that passes onnx.checker.check_model, e.g. from torch.onnx.export.") from exc
+
+
+# ONNX Runtime's quantized (QOperator) ops outside the ONNX domain, whose output shapes chipfit infers itself.
+_MS_SAME = {"QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax", "QLinearReduceMean"}
+_MS_OPS = {"QGemm", "QLinearAdd", "QLinearMul", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat",
+           *_MS_SAME}
+
+
+def _infer_shapes(mo: onnx.ModelProto) -> onnx.ModelProto:
+    """ONNX shape inference, then, while ONNX Runtime's contrib ops (QOperator models) leave outputs without a
+    shape, infer those from their inputs and run ONNX's inference again from there."""
+    mo = onnx.shape_inference.infer_shapes(mo, strict_mode=False, data_prop=True)
+    if not any(n.op_type in _MS_OPS for n in mo.graph.node):
+        return mo
+    for _ in range(len(mo.graph.node)):
+        known = _known_types(mo)
+        added = False
+        for n in mo.graph.node:
+            if n.op_type not in _MS_OPS or not n.output or n.output[0] in known:
+                continue
+            got = _ms_shape(n, known)
+            if got is not None:
+                mo.graph.value_info.append(onnx.helper.make_tensor_value_info(n.output[0], got[1], list(got[0])))
+                added = True
+        if not added:
+            break
+        mo = onnx.shape_inference.infer_shapes(mo, strict_mode=False, data_prop=True)
+    return mo
+
+
+def _known_types(mo: onnx.ModelProto) -> dict[str, tuple[tuple[int, ...], int]]:
+    """Shape and element type of every tensor whose shape is fully known (initializers included)."""
+    out: dict[str, tuple[tuple[int, ...], int]] = {}
+    for v in [*mo.graph.input, *mo.graph.value_info, *mo.graph.output]:
+        tt = v.type.tensor_type
+        if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
+            out[v.name] = (tuple(int(d.dim_value) for d in tt.shape.dim), tt.elem_type)
+    for t in mo.graph.initializer:
+        out[t.name] = (tuple(int(d) for d in t.dims), t.data_type)
+    return out
+
+
+def _pool_out(size: int, k: int, s: int, pad: int, ceil: bool) -> int:
+    span = size + pad - k
+    return (-(-span // s) if ceil else span // s) + 1
+
+
+def _ms_shape(n: onnx.NodeProto, known: dict[str, tuple[tuple[int, ...], int]]
+              ) -> tuple[tuple[int, ...], int] | None:
+    """Output shape and element type of one ONNX Runtime contrib op, or None while an input is unknown."""
+    def get(i: int) -> tuple[tuple[int, ...], int] | None:
+        return known.get(n.input[i]) if len(n.input) > i and n.input[i] else None
+
+    op = n.op_type
+    zp = {"QGemm": 8, "QLinearAdd": 7, "QLinearMul": 7, "QLinearConcat": 1}.get(op, 4)
+    zp_t = get(zp)
+    x = get(0) if op != "QLinearConcat" else get(2)
+    if x is None:
+        return None
+    elem = zp_t[1] if zp_t is not None else (x[1] if op != "QGemm" else onnx.TensorProto.FLOAT)
+    shape = x[0]
+    if op in _MS_SAME:
+        return shape, elem
+    if op in ("QLinearAdd", "QLinearMul"):
+        y = get(3)
+        return (tuple(np.broadcast_shapes(shape, y[0])), elem) if y is not None else None
+    last = bool(_attr(n, "channels_last", 0))
+    if op == "QLinearGlobalAveragePool":
+        return ((shape[0], *[1] * (len(shape) - 2), shape[-1]) if last else (*shape[:2], *[1] * (len(shape) - 2))
+                ), elem
+    if op == "QLinearAveragePool":
+        k = list(_attr(n, "kernel_shape", ()) or ())  # type: ignore[call-overload]
+        sp = shape[1:-1] if last else shape[2:]
+        st = list(_attr(n, "strides", ()) or [1] * len(k))  # type: ignore[call-overload]
+        pads = list(_attr(n, "pads", ()) or [0] * 2 * len(k))  # type: ignore[call-overload]
+        auto = _attr(n, "auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+        ceil = bool(_attr(n, "ceil_mode", 0))
+        if auto.startswith("SAME"):
+            o = [-(-s // t) for s, t in zip(sp, st, strict=True)]
+        else:
+            o = [_pool_out(s, kk, t, pads[i] + pads[i + len(k)], ceil)
+                 for i, (s, kk, t) in enumerate(zip(sp, k, st, strict=True))]
+        return ((shape[0], *o, shape[-1]) if last else (*shape[:2], *o)), elem
+    if op == "QGemm":
+        b = get(3)
+        if b is None:
+            return None
+        m = shape[1] if _attr(n, "transA", 0) else shape[0]
+        nn_ = b[0][0] if _attr(n, "transB", 0) else b[0][1]
+        return (m, nn_), elem
+    if op == "QLinearConcat":
+        parts = [get(i) for i in range(2, len(n.input), 3)]
+        if any(p is None for p in parts):
+            return None
+        axis = int(_attr(n, "axis", 1))  # type: ignore[call-overload]
+        axis %= len(shape)
+        total = sum(p[0][axis] for p in parts if p is not None)
+        return tuple(total if i == axis else d for i, d in enumerate(shape)), elem
+    return None
 
 
 def _build(mo: onnx.ModelProto, label: str) -> OpGraph:
@@ -157,23 +261,50 @@ def _attr(node: onnx.NodeProto, key: str, default: object = None) -> object:
     return default
 
 
+def _conv(n: onnx.NodeProto, nname: str, act_in: tuple[str, ...], out: str, info: dict[str, TensorInfo],
+          arrays: dict[str, np.ndarray], w: np.ndarray | None, b: np.ndarray | None) -> Node:
+    """A convolution (float, QLinearConv or ConvInteger) with weight ``w`` and bias ``b``."""
+    if w is None:
+        raise GraphError(f"ONNX {n.op_type} '{nname}': its weight is not a constant; chipfit needs static weights "
+                         "to cost a model.")
+    group = int(_attr(n, "group", 1))  # type: ignore[call-overload]
+    cin = info[act_in[0]].shape[1] if act_in and act_in[0] in info else 0
+    macs = info[out].numel * int(math.prod(w.shape[1:]))
+    dw = group > 1 and group == cin and w.shape[1] == 1
+    return Node(nname, OpClass.DEPTHWISE if dw else OpClass.CONV, n.op_type, act_in, (out,), macs=macs,
+                params=int(w.size) + (int(b.size) if b is not None else 0), weights=int(w.size),
+                biases=int(b.size) if b is not None else 0, kernel=tuple(w.shape[2:]),
+                stride=tuple(_attr(n, "strides", ()) or ()))  # type: ignore[arg-type]
+
+
 def _node(n: onnx.NodeProto, nname: str, act_in: tuple[str, ...], out: str, info: dict[str, TensorInfo],
           arrays: dict[str, np.ndarray]) -> Node:
     op = n.op_type
-    if op == "Conv":
-        w = arrays.get(n.input[1])
+    if op in ("QLinearConv", "ConvInteger"):  # weights at input 3 (3 of ConvInteger is w's zero point: use 1)
+        wi, bi = (3, 8) if op == "QLinearConv" else (1, -1)
+        return _conv(n, nname, act_in, out, info, arrays, arrays.get(n.input[wi]),
+                     arrays.get(n.input[bi]) if 0 < bi < len(n.input) and n.input[bi] else None)
+    if op in ("QGemm", "QLinearMatMul", "MatMulInteger"):
+        wi, bi = {"QGemm": (3, 6), "QLinearMatMul": (3, -1), "MatMulInteger": (1, -1)}[op]
+        w = arrays.get(n.input[wi]) if len(n.input) > wi else None
         if w is None:
-            raise GraphError(f"ONNX Conv '{nname}': its weight '{n.input[1]}' is not a constant; chipfit "
-                             "needs static weights to cost a model.")
-        b = arrays.get(n.input[2]) if len(n.input) > 2 and n.input[2] else None
-        group = int(_attr(n, "group", 1))  # type: ignore[arg-type]
-        cin = info[act_in[0]].shape[1] if act_in and act_in[0] in info else 0
-        macs = info[out].numel * int(math.prod(w.shape[1:]))
-        dw = group > 1 and group == cin and w.shape[1] == 1
-        return Node(nname, OpClass.DEPTHWISE if dw else OpClass.CONV, op, act_in, (out,), macs=macs,
+            return Node(nname, OpClass.OTHER, op, act_in, (out,))
+        b = arrays.get(n.input[bi]) if 0 < bi < len(n.input) and n.input[bi] else None
+        k = w.shape[1] if op == "QGemm" and int(_attr(n, "transB", 0)) else w.shape[0]  # type: ignore[call-overload]
+        return Node(nname, OpClass.DENSE, op, act_in, (out,), macs=info[out].numel * int(k),
                     params=int(w.size) + (int(b.size) if b is not None else 0), weights=int(w.size),
-                    biases=int(b.size) if b is not None else 0, kernel=tuple(w.shape[2:]),
-                    stride=tuple(_attr(n, "strides", ()) or ()))  # type: ignore[arg-type]
+                    biases=int(b.size) if b is not None else 0)
+    if op in ("QLinearAdd", "QLinearMul", "QLinearConcat"):
+        return Node(nname, {"QLinearAdd": OpClass.ADD, "QLinearMul": OpClass.MUL}.get(op, OpClass.CONCAT), op,
+                    act_in, (out,))
+    if op in ("QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearReduceMean"):
+        k = tuple(_attr(n, "kernel_shape", ()) or ())  # type: ignore[arg-type]
+        return Node(nname, OpClass.POOL, op, act_in, (out,), kernel=k)
+    if op in ("QLinearSigmoid", "QLinearLeakyRelu"):
+        return Node(nname, OpClass.ACTIVATION, op, act_in, (out,))
+    if op == "Conv":
+        b = arrays.get(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+        return _conv(n, nname, act_in, out, info, arrays, arrays.get(n.input[1]), b)
     if op in ("Gemm", "MatMul"):
         w = arrays.get(n.input[1])
         if w is None:
