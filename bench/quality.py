@@ -1,9 +1,12 @@
-"""Best feasible model vs the reference architecture, trained by the same pipeline on the same data and target.
+"""Best feasible model vs the reference architecture, trained by the same pipeline, over several seeds.
 
 For fsdd, the Speech Commands subset, the CIFAR subset, HAR and CWRU (the example contracts, whose latency
-budget is half the reference's predicted latency): int8 test accuracy, predicted latency, RAM and flash of
-chipfit's best feasible model and of the reference. Goal: at least the reference's accuracy at half its
-predicted latency. Run: ``python bench/quality.py [--minutes 6] [--only cifar-h743]``.
+budget is half the reference's predicted latency): per seed, chipfit searches within the time budget and the
+reference is trained by the same pipeline with the same seed, epochs and recipes; both int8 models are
+measured on the test split. The table gives the mean, the spread and every draw. Goal: mean int8 test
+accuracy at least the reference's, at half its predicted latency, on 5 of 5 datasets.
+
+    .venv/bin/python bench/quality.py [--minutes 3] [--seeds 0 1 2] [--parallel 2] [--only cifar-h743]
 """
 
 from __future__ import annotations
@@ -11,90 +14,83 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# run as `python bench/<name>.py`: put the repository root first on sys.path, not bench/ (whose profile.py
-# would shadow the standard library's profile module)
-sys.path[0] = str(Path(__file__).resolve().parents[1])
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
 import json
-import tempfile
-import time
-from pathlib import Path
+import statistics
 
-import yaml
-
-from bench._report import table, write_section
-from chipfit import load_contract
-from chipfit.run import Run
+from bench._jobs import run_jobs
+from bench._report import commit, table, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = [("fsdd-nrf52840", "dscnn-kws"), ("speech-commands-l4r5", "dscnn-kws"), ("cifar-h743", "resnet8"),
          ("har-nrf52840", "cnn1d-har"), ("cwru-f746", "cnn1d-har")]
 
 
-def contract_for(name: str, minutes: float, tmp: Path, threads: int):
-    doc = yaml.safe_load((ROOT / "examples" / f"{name}.yaml").read_text())
-    doc["search"].update({"time_budget_s": minutes * 60, "trials": 200, "threads": threads})
-    p = tmp / f"{name}.yaml"
-    doc["task"]["data"]["path"] = str((ROOT / "examples" / doc["task"]["data"]["path"]).resolve())
-    p.write_text(yaml.safe_dump(doc))
-    return load_contract(p)
+def spread(xs: list[float]) -> str:
+    """``mean ± half-range (draw, draw, ...)``."""
+    if not xs:
+        return "-"
+    m = statistics.fmean(xs)
+    return f"{m:.3f} ± {(max(xs) - min(xs)) / 2:.3f} ({', '.join(f'{x:.3f}' for x in xs)})"
+
+
+def rows_for(results: list[dict]) -> list[list[str]]:
+    rows = []
+    for name, ref in CASES:
+        rs = [r for r in results if r["contract"] == name and "error" not in r]
+        errs = [r for r in results if r["contract"] == name and "error" in r]
+        if not rs:
+            if errs:
+                rows.append([name, ref, f"{len(errs)} failed: {errs[0]['error']}"] + ["-"] * 6)
+            continue
+        ours = [r["test_accuracy_int8"] for r in rs if r["test_accuracy_int8"] is not None]
+        theirs = [r["reference_test_accuracy_int8"] for r in rs if r["reference_test_accuracy_int8"] is not None]
+        ratios = [r["best_latency_ms"] / r["reference_latency_ms"] for r in rs if r["best_latency_ms"]]
+        met = (len(ours) == len(rs) and theirs and statistics.fmean(ours) >= statistics.fmean(theirs)
+               and ratios and max(ratios) <= 0.5)
+        trained = [r["counts"].get("COMPLETE", 0) for r in rs]
+        rows.append([name, ref, spread(ours), spread(theirs),
+                     f"{statistics.fmean(ours) - statistics.fmean(theirs):+.3f}" if ours and theirs else "-",
+                     f"{max(ratios):.2f}" if ratios else "-",
+                     f"{statistics.fmean(r['search_seconds'] for r in rs) / 60:.1f}",
+                     "/".join(str(t) for t in trained) + (f" ({len(errs)} failed)" if errs else ""),
+                     "yes" if met else "no"])
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--minutes", type=float, default=6.0, help="search time budget per dataset")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--minutes", type=float, default=3.0, help="search time budget per dataset and seed")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--threads", type=int, default=1, help="training threads per job")
+    ap.add_argument("--parallel", type=int, default=2, help="jobs side by side")
     ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    store = ROOT / "bench" / "quality.json"
-    raw = json.loads(store.read_text()) if store.exists() else {}  # earlier datasets are kept (--only reruns one)
-    for name, ref in CASES:
-        if args.only and name not in args.only:
-            continue
-        with tempfile.TemporaryDirectory() as tmpdir:
-            tmp = Path(tmpdir)
-            try:
-                c = contract_for(name, args.minutes, tmp, args.threads)
-            except Exception as exc:  # e.g. ../shared/data absent
-                print(f"skip {name}: {exc}")
-                continue
-            t0 = time.monotonic()
-            run = Run.create(c, out=tmp / "run")
-            run.search()
-            report = run.finalize()
-            search_s = time.monotonic() - t0
-            refrep = run.evaluate_reference(ref)
-            rec = refrep["record"]
-            best = report.get("best") or {}
-            bp = best.get("predicted", {})
-            rp = rec["predicted"]
-            ok = (best and report["test_accuracy_int8"] >= refrep.get("test_accuracy_int8", 1)
-                  and bp["latency_ms"] <= 0.5 * rp["latency_ms"])
-            row = [
-                name, c.get_target().name, f"{sum(report['counts'].values())} ({report['counts']['COMPLETE']} trained)",
-                f"{report['test_accuracy_int8']:.3f}" if best else "-", f"{bp.get('latency_ms', float('nan')):.2f}",
-                f"{bp.get('ram_bytes', 0) / 1024:.1f}", f"{bp.get('flash_bytes', 0) / 1024:.1f}",
-                ref, f"{refrep.get('test_accuracy_int8', float('nan')):.3f}", f"{rp['latency_ms']:.2f}",
-                f"{rp['ram_bytes'] / 1024:.1f}", f"{rp['flash_bytes'] / 1024:.1f}",
-                f"{bp.get('latency_ms', float('nan')) / rp['latency_ms']:.2f}", "yes" if ok else "no",
-                report["verdict"], f"{args.minutes:g}"]
-            raw[name] = {"report": {k: report[k] for k in ("verdict", "counts", "test_accuracy_int8", "best")},
-                         "reference": refrep, "search_seconds": search_s, "row": row}
-            print(row, flush=True)
-    rows = [raw[n]["row"] for n, _ in CASES if n in raw and "row" in raw[n]]
-    body = table(["contract", "target", "candidates", "best int8 test acc", "best latency ms", "RAM kB", "flash kB",
-                  "reference", "ref int8 test acc", "ref latency ms", "ref RAM kB", "ref flash kB",
-                  "latency ratio", "goal met", "verdict", "search minutes"], rows)
-    body += (f"\n\nSearch time budget per dataset as listed, {args.threads} training threads; the reference "
-             "is trained by the same pipeline (same preprocessing, epochs, early stopping, int8 PTQ) regardless of "
-             "its cost. Accuracies are measured on the int8 ONNX model with ONNX Runtime on each dataset's test "
-             "split; latency, RAM and flash are predicted by the analytical cost model for the contract's target. "
-             "Goal: at least the reference's accuracy at half its predicted latency (each contract's latency "
-             "budget is half the reference's).\n")
+    jobs = [{"contract": n, "reference": ref, "seed": s, "minutes": args.minutes, "threads": args.threads}
+            for n, ref in CASES if not args.only or n in args.only for s in args.seeds]
+    results = run_jobs(jobs, args.parallel)
+    (ROOT / "bench" / "quality.json").write_text(json.dumps({"commit": commit(), "results": results}, indent=1,
+                                                            default=str))
+    body = table(["contract", "reference", "chipfit int8 test acc: mean ± half-range (each seed)",
+                  "reference int8 test acc (same seeds)", "difference of means", "worst latency ratio",
+                  "search min (mean)", "candidates trained per seed", "goal met"], rows_for(results))
+    body += (f"\n\nSeeds {', '.join(map(str, args.seeds))}; search time budget {args.minutes:g} min per dataset and "
+             f"seed, {args.threads} training thread per job, {args.parallel} jobs side by side on this machine. For "
+             "every seed the reference is trained by the same pipeline with the same seed, epochs, early stopping, "
+             "training recipes and int8 post-training quantization, regardless of its cost. Accuracies: the int8 "
+             "ONNX model with ONNX Runtime on each dataset's test split (never used by the search). The latency "
+             "ratio is chipfit's best model's predicted latency over the reference's on the contract's target: each "
+             "contract's latency budget is half the reference's predicted latency, so a ratio ≤ 0.5 holds by "
+             "construction and is not evidence; it is a prediction (analytical or instructions x CPI, see bench/"
+             "predictor_mcu.py for its error), not a measurement on the board. Goal met: mean chipfit accuracy ≥ "
+             "mean reference accuracy with every ratio ≤ 0.5.\n")
     print(body)
-    write_section("Quality vs reference architectures (bench/quality.py)", body)
-    store.write_text(json.dumps(raw, indent=1, default=str))
+    if not args.no_write:
+        write_section("Quality vs reference architectures (bench/quality.py)", body)
 
 
 if __name__ == "__main__":
