@@ -45,6 +45,7 @@ SCHEME = "cpu-features-v4"
 # checked on an exploratory probe set (seed 7): GEMM output channels to 16 (fewer than 16 output channels run a
 # slower narrow kernel), reduction depth to 4, depthwise channels to 32 (and 16-channel alignment).
 _CONV_N, _CONV_K, _DW_C, _DW_VEC = 16, 4, 32, 16
+REFERENCE_TOLERANCE = 0.05  # a calibration is rescaled when the machine runs the reference >5 % faster or slower
 
 
 def _up(x: int, b: int) -> int:
@@ -132,9 +133,38 @@ class Calibration:
     fit: FitStats | None = None
     source: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # the machine's speed when the probes were measured: the fixed reference workload's time beside them
+    # (chipfit.measure.reference), the machine's quiet baseline then, and whether the machine was busy
+    reference_ms: float | None = None
+    reference_id: str = ""
+    reference_baseline_ms: float | None = None
+    busy: bool | None = None
+    busy_reason: str = ""
 
     def applies_to(self, target: str, runtime: str, dtype: str) -> bool:
         return (self.target, self.runtime, self.dtype) == (target, runtime, dtype) and self.scheme == SCHEME
+
+    def reference_scale(self, reference_now_ms: float | None, *, tolerance: float = REFERENCE_TOLERANCE
+                        ) -> tuple[float, str]:
+        """How much slower (>1) or faster the machine runs the reference workload now than when this calibration
+        was measured, and that check in words. Within ``tolerance`` the scale is 1 (not rescaled); without a
+        reference on either side it is 1 and the words say the check could not be made.
+
+        >>> cal = Calibration(target="host", runtime="onnxruntime", dtype="int8", device="d", scheme=SCHEME,
+        ...                   coefficients={"const": 0.01}, measurements=3, estimator="min", reference_ms=0.2)
+        >>> cal.reference_scale(0.25)[0], cal.reference_scale(0.201)[0]
+        (1.25, 1.0)
+        """
+        if self.reference_ms is None or not reference_now_ms:
+            why = "the calibration has no reference timing (made before chipfit timed one)" if \
+                self.reference_ms is None else "no reference timing of this machine now"
+            return 1.0, f"machine speed not checked: {why}"
+        r = reference_now_ms / self.reference_ms
+        said = (f"reference workload {self.reference_ms * 1e3:.0f} us at calibration, {reference_now_ms * 1e3:.0f} us "
+                f"now")
+        if abs(r - 1) <= tolerance:
+            return 1.0, f"{said} (within {tolerance:.0%}: not rescaled)"
+        return r, f"{said}: predictions rescaled x{r:.3f}"
 
     def node_ms(self, graph: OpGraph) -> list[float]:
         """Predicted ms per node (0 for alias nodes)."""
@@ -149,8 +179,9 @@ class Calibration:
         by = self.runtime_version or self.runtime
         nodes = f" + {self.extra['node_observations']} per-node profile times" if self.extra.get(
             "node_observations") else ""
+        busy = " (taken while the machine was busy: " + self.busy_reason + ")" if self.busy else ""
         return (f"calibrated: {self.measurements} probe measurements ({self.estimator}){nodes} by {by} on "
-                f"{self.device}, {self.created[:10]}{fit}")
+                f"{self.device}, {self.created[:10]}{fit}{busy}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -160,7 +191,10 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Calibration:
-        kw = dict(d)
+        from dataclasses import fields
+
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
         kw["fit"] = FitStats(**kw["fit"]) if kw.get("fit") else None
         return cls(**kw)
 
@@ -269,6 +303,52 @@ def fit_calibration(graphs: Sequence[OpGraph], measured_ms: Sequence[float], *, 
                        measurements=len(y), estimator=estimator, runtime_version=runtime_version,
                        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), fit=stats, source=source,
                        extra={"node_observations": n_nodes, "prior_weight": prior_weight} if prior is not None else {})
+
+
+def reference_baseline_path() -> Path:
+    """Where chipfit keeps the fastest time this machine has run the reference workload (the quiet machine)."""
+    from chipfit.paths import cache_dir
+
+    return cache_dir() / "reference-baseline.json"
+
+
+def reference_key(device: str, runtime_version: str, reference_id: str) -> str:
+    return f"{reference_id} | {runtime_version} | {device}"
+
+
+def read_reference_baseline(key: str) -> dict[str, Any] | None:
+    """The stored baseline record for ``key`` (``min_ms``, ``readings``, ``updated``), or None."""
+    p = reference_baseline_path()
+    try:
+        rec = json.loads(p.read_text()).get(key) if p.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return rec if isinstance(rec, dict) and isinstance(rec.get("min_ms"), int | float) else None
+
+
+def record_reference(key: str, ms: float, *, keep: int = 50) -> dict[str, Any]:
+    """Add one reference timing to the baseline store (the baseline is the fastest kept); returns the record."""
+    p = reference_baseline_path()
+    try:
+        data = json.loads(p.read_text()) if p.is_file() else {}
+        if not isinstance(data, dict):
+            data = {}
+    except (OSError, ValueError):
+        data = {}
+    rec = data.get(key) if isinstance(data.get(key), dict) else {}
+    old = [float(x) for x in rec.get("readings", []) if isinstance(x, int | float)][-(keep - 1):]
+    readings = [*old, float(ms)]
+    rec = {"min_ms": min([float(rec.get("min_ms", ms)), float(ms)]), "readings": readings,
+           "updated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+    data[key] = rec
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(f".{id(rec)}.tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        tmp.replace(p)
+    except OSError:
+        pass  # a read-only cache: the baseline is not kept, the timing stands
+    return rec
 
 
 def calibration_path(target: str, runtime: str, dtype: str, device: str) -> Path:

@@ -17,6 +17,7 @@ chipfit.errors.UsageError: unknown runtime 'onnxrunime' ... Did you mean 'onnxru
 
 from __future__ import annotations
 
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ from chipfit.measure.power import PowerMeter
 from chipfit.measure.record import Measurement
 from chipfit.targets.machine import host_device
 
+log = logging.getLogger(__name__)
 ESTIMATORS = ("min", "p5", "p10", "p25", "median")
 Artifact = str | Path | ModelFile
 
@@ -55,6 +57,7 @@ class Runtime(ABC):
 
     name: ClassVar[str] = ""
     kinds: ClassVar[tuple[str, ...]] = ("onnx", "tflite")
+    local: ClassVar[bool] = False  # runs on this machine: time the reference workload beside the models
 
     def __init__(self, threads: int = 1) -> None:
         self.threads = int(threads)
@@ -91,23 +94,29 @@ class Runtime(ABC):
 
     def measure_many(self, artifacts: Sequence[Artifact], inputs: Sequence[dict[str, np.ndarray]] | None = None,
                      *, rounds: int = 5, runs: int = 20, warmup: int = 5, estimator: str = "min",
-                     memory: bool = False, seed: int = 0, energy: bool = False) -> list[Measurement]:
+                     memory: bool = False, seed: int = 0, energy: bool = False,
+                     reference: bool | None = None) -> list[Measurement]:
         """Time several models interleaved (see :func:`measure_interleaved`)."""
         return measure_interleaved(self, artifacts, inputs, rounds=rounds, runs=runs, warmup=warmup,
-                                   estimator=estimator, memory=memory, seed=seed, energy=energy)
+                                   estimator=estimator, memory=memory, seed=seed, energy=energy, reference=reference)
 
 
 def measure_interleaved(runtime: Runtime, artifacts: Sequence[Artifact],
                         inputs: Sequence[dict[str, np.ndarray]] | None = None, *, rounds: int = 5, runs: int = 20,
                         warmup: int = 5, estimator: str = "min", memory: bool = False,
                         seed: int = 0, clock: Callable[[], int] = time.perf_counter_ns, energy: bool = False,
-                        meter: PowerMeter | None = None, energy_inferences: int = 500) -> list[Measurement]:
+                        meter: PowerMeter | None = None, energy_inferences: int = 500,
+                        reference: bool | None = None) -> list[Measurement]:
     """Load every model, warm each up, then run ``rounds`` rounds; in each, every model runs ``runs`` timed
     inferences, in an order rotated round by round. Returns one Measurement per model, in input order.
 
     With ``energy``, each model then runs ``energy_inferences`` more inferences under ``meter`` (default: this
     machine's RAPL counters); a meter that cannot read leaves ``energy_mj`` empty and says why in
     ``energy_method``, and the timings stand.
+
+    With ``reference`` (default: for runtimes on this machine), the fixed reference workload of
+    :mod:`chipfit.measure.reference` runs in the rotation as one more model, and ``/proc/stat`` is read around
+    the rounds: every Measurement says how fast the machine was and whether it was busy.
 
     >>> from chipfit.measure.fake import fake_model
     >>> from chipfit.measure.local import OrtRuntime
@@ -126,11 +135,17 @@ def measure_interleaved(runtime: Runtime, artifacts: Sequence[Artifact],
     if len(feeds) != len(models):
         raise UsageError(f"{len(models)} models but {len(feeds)} input sets: give one per model or none.")
     fns = [runtime.open(m, f) for m, f in zip(models, feeds, strict=True)]
+    use_ref = runtime.local if reference is None else reference
+    if use_ref:
+        from chipfit.measure.reference import CpuTimes, reference_fn
+
+        fns.append(reference_fn(runtime.threads))
     for fn in fns:
         for _ in range(warmup):
             fn()
     samples: list[list[int]] = [[] for _ in fns]
     n = len(fns)
+    before = CpuTimes.now() if use_ref else None
     for r in range(rounds):
         for k in range(n):
             i = (k + r) % n
@@ -139,6 +154,21 @@ def measure_interleaved(runtime: Runtime, artifacts: Sequence[Artifact],
                 t0 = clock()
                 fn()
                 out.append(clock() - t0)
+    state: dict[str, Any] = {}
+    if use_ref:
+        from chipfit.measure.reference import machine_state
+
+        after = CpuTimes.now()
+        fns.pop()
+        ref_samples = np.asarray(samples.pop(), dtype=np.float64) / 1e6
+        q = {"min": 0.0, "p5": 5.0, "p10": 10.0, "p25": 25.0, "median": 50.0}[estimator]
+        st = machine_state(ref_samples, q, before, after, threads=runtime.threads)
+        if st.busy:
+            log.warning("the machine was busy while measuring %d model(s): %s", len(models), st.busy_reason)
+        state = {"reference_ms": st.reference_ms, "reference_baseline_ms": st.reference_baseline_ms,
+                 "steal_pct": st.steal_pct, "others_cpu_pct": st.others_cpu_pct, "busy": st.busy,
+                 "busy_reason": st.busy_reason}
+        n -= 1
     desc, dev = runtime.describe(), runtime.device()
     est_name = (f"{estimator} of {rounds * runs} runs in {rounds} rounds interleaved with {n - 1} other models"
                 if n > 1 else f"{estimator} of {rounds * runs} runs in {rounds} rounds")
@@ -151,7 +181,7 @@ def measure_interleaved(runtime: Runtime, artifacts: Sequence[Artifact],
             model=m.name, runtime=desc, device=dev, latency_ms=est, estimator=est_name, p50_ms=p50, p90_ms=p90,
             p99_ms=p99, runs=rounds * runs, peak_memory_bytes=mem[0] if mem else None,
             memory_method=mem[1] if mem else None, energy_mj=e_mj, energy_method=e_method,
-            input_shapes=tuple(i.shape for i in m.inputs)))
+            input_shapes=tuple(i.shape for i in m.inputs), **state))
     return result
 
 

@@ -31,6 +31,7 @@ class OrtRuntime(Runtime):
 
     name: ClassVar[str] = "onnxruntime"
     kinds: ClassVar[tuple[str, ...]] = ("onnx",)
+    local: ClassVar[bool] = True
 
     def describe(self) -> str:
         import onnxruntime as ort
@@ -116,6 +117,7 @@ class LiteRtRuntime(Runtime):
 
     name: ClassVar[str] = "litert"
     kinds: ClassVar[tuple[str, ...]] = ("tflite",)
+    local: ClassVar[bool] = True
 
     def describe(self) -> str:
         try:
