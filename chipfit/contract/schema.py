@@ -141,7 +141,9 @@ class FieldConditionSpec(_Model):
 class SearchSettings(_Model):
     """How the search runs. ``rung_epochs`` is the short first training (multi-fidelity): candidates whose
     validation accuracy after it falls below the median of earlier candidates are pruned; the rest train
-    on to ``epochs`` (with early stopping)."""
+    on to ``epochs`` (with early stopping). A small training set gets its budget in optimizer steps
+    (``min_epoch_steps`` per epoch) and, with a validation split under ``early_stop_min_val``, a fixed step budget
+    without early stopping or pruning (:mod:`chipfit.train.plan`)."""
 
     trials: Annotated[int, Field(ge=1, le=100_000)] = 30
     time_budget_s: Positive | None = None
@@ -154,6 +156,11 @@ class SearchSettings(_Model):
     rung_epochs: Annotated[int, Field(ge=1, le=10_000)] = 5
     batch_size: Annotated[int, Field(ge=1, le=65_536)] = 64
     lr: Annotated[float, Field(gt=0, le=10)] = 3e-3
+    # small data (see chipfit.train.plan): an epoch of the budget is at least this many optimizer steps (several
+    # passes over a small training set; 0: one pass), and early stopping / rung-1 pruning need a validation split
+    # of at least this many samples (and 5 per class); below it the fixed step budget is trained
+    min_epoch_steps: Annotated[int, Field(ge=0, le=100_000)] = 16
+    early_stop_min_val: Annotated[int, Field(ge=1, le=1_000_000)] = 50
     threads: Annotated[int, Field(ge=1, le=512)] = 2
     calibration_samples: Annotated[int, Field(ge=8, le=100_000)] = 256
     augment: bool = True  # train with the declared field conditions as augmentation

@@ -159,28 +159,31 @@ class CandidateTrainer:
         import torch
 
         from chipfit.quantize.int8 import export_onnx, onnx_accuracy, quantize_int8
+        from chipfit.train.plan import plan_training
         from chipfit.train.trainer import Trainer, TrainSettings
 
         prep = self.prepared(config)
+        plan = plan_training(len(prep.y_train), len(self.data.y_val), self.data.num_classes, self.s)
         torch.manual_seed(self.s.seed * 100_003 + base["id"])
         model = self.space.build(config)
         trainer = Trainer(model, prep.x_train, prep.y_train, prep.x_val, self.data.y_val,
-                          TrainSettings(batch_size=self.s.batch_size, lr=self.s.lr, threads=self.s.threads,
-                                        seed=self.s.seed + base["id"]))
-        rung = min(self.s.rung_epochs, self.s.epochs)
-        self.cb.on_training(self.s.epochs)
+                          TrainSettings(batch_size=plan.batch_size, lr=self.s.lr, threads=self.s.threads,
+                                        seed=self.s.seed + base["id"], early_stop=plan.early_stop))
+        rung = plan.rung_epochs
+        self.cb.on_training(plan.epochs)
         first = trainer.fit(rung, deadline=deadline, on_epoch=self.cb.on_epoch)
-        if not prune:
+        if not prune or not plan.early_stop:  # a validation split too small to rank candidates prunes none
             peers = []
         elif peers is None:
             peers = self._rung_peers()
-        if len(peers) >= MIN_RUNG_PEERS and first.val_accuracy < float(np.median(peers)) and rung < self.s.epochs:
+        if len(peers) >= MIN_RUNG_PEERS and first.val_accuracy < float(np.median(peers)) and rung < plan.epochs:
             return CandidateRecord(**base, state="PRUNED", train_seconds=first.seconds, epochs=first.epochs,
                                    rung_accuracy=first.val_accuracy, accuracy_float=first.val_accuracy,
                                    reason=f"rung-1 validation accuracy {first.val_accuracy:.3f} after {first.epochs} "
-                                          f"epochs is below the median {np.median(peers):.3f} of {len(peers)} "
-                                          "earlier candidates", wall_seconds=time.monotonic() - t0)
-        full = trainer.fit(self.s.epochs, deadline=deadline, on_epoch=self.cb.on_epoch)
+                                          f"epochs ({first.steps} steps) is below the median "
+                                          f"{np.median(peers):.3f} of {len(peers)} earlier candidates",
+                                   wall_seconds=time.monotonic() - t0)
+        full = trainer.fit(plan.epochs, deadline=deadline, on_epoch=self.cb.on_epoch)
         out = self.run_dir / subdir / f"{base['id']:04d}"
         out.mkdir(parents=True, exist_ok=True)
         shape = self.space.model_input_shape(config)
@@ -199,7 +202,8 @@ class CandidateTrainer:
         rel = {k: str(p.relative_to(self.run_dir)) for k, p in (("onnx", fp32), ("int8", int8),
                                                                 ("torch", out / "model.pt"),
                                                                 ("preprocess", out / "preprocess.json"))}
-        return CandidateRecord(**base, state="COMPLETE", reason=f"trained {full.epochs} epochs ({full.stopped})",
+        reason = f"trained {full.epochs} epochs, {full.steps} steps ({full.stopped}; {plan.describe()})"
+        return CandidateRecord(**base, state="COMPLETE", reason=reason,
                                train_seconds=full.seconds, epochs=full.epochs, rung_accuracy=first.val_accuracy,
                                accuracy_float=acc_f, accuracy_int8=acc_q, accuracy_field_int8=acc_field,
                                artifacts=rel,

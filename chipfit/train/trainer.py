@@ -25,6 +25,9 @@ class TrainSettings:
     patience: int = 6
     threads: int = 1
     seed: int = 0
+    # False: no early stopping, and the model keeps its last weights (a fixed step budget, for a validation split
+    # too small to choose weights by); see chipfit.train.plan
+    early_stop: bool = True
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,9 @@ class FitResult:
     val_accuracy: float  # best validation accuracy so far (float model)
     epochs: int  # epochs trained in total
     seconds: float  # training seconds in total
-    stopped: str  # "epochs" | "early-stop" | "deadline"
+    stopped: str  # "epochs" | "steps" (a fixed step budget, no early stopping) | "early-stop" | "deadline"
     history: tuple[float, ...]
+    steps: int = 0  # optimizer steps in total
 
 
 def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 512) -> float:
@@ -63,24 +67,26 @@ class Trainer:
         self.loss = nn.CrossEntropyLoss()
         self.gen = torch.Generator().manual_seed(settings.seed)
         self.epochs = 0
+        self.steps = 0
         self.seconds = 0.0
         self.history: list[float] = []
         self.best_acc = -1.0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.since_best = 0
 
-    def fit(self, until_epoch: int, *, deadline: float | None = None,
+    def fit(self, until_epoch: int, *, until_steps: int = 0, deadline: float | None = None,
             on_epoch: Callable[[int, float], None] | None = None) -> FitResult:
-        """Train until ``until_epoch`` epochs in total, early stopping on validation accuracy, or the deadline
-        (a ``time.monotonic()`` value). The model keeps its best weights."""
+        """Train until ``until_epoch`` epochs and ``until_steps`` optimizer steps in total (whole epochs), early
+        stopping on validation accuracy (unless ``settings.early_stop`` is off), or the deadline (a
+        ``time.monotonic()`` value). The model keeps its best weights (its last ones without early stopping)."""
         stopped = "epochs"
         n = len(self.y)
         bs = self.s.batch_size
-        while self.epochs < until_epoch:
+        while self.epochs < until_epoch or self.steps < until_steps:
             if deadline is not None and time.monotonic() > deadline:
                 stopped = "deadline"
                 break
-            if self.since_best >= self.s.patience:
+            if self.s.early_stop and self.since_best >= self.s.patience:
                 stopped = "early-stop"
                 break
             t0 = time.perf_counter()
@@ -94,17 +100,23 @@ class Trainer:
                 loss = self.loss(self.model(self.x[idx]), self.y[idx])
                 loss.backward()
                 self.opt.step()
+                self.steps += 1
             acc = accuracy(self.model, self.x_val, self.y_val)
             self.seconds += time.perf_counter() - t0
             self.epochs += 1
             self.history.append(acc)
             if acc > self.best_acc:
                 self.best_acc, self.since_best = acc, 0
-                self.best_state = copy.deepcopy(self.model.state_dict())
+                if self.s.early_stop:
+                    self.best_state = copy.deepcopy(self.model.state_dict())
             else:
                 self.since_best += 1
             if on_epoch is not None:
                 on_epoch(self.epochs, acc)
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
-        return FitResult(max(self.best_acc, 0.0), self.epochs, self.seconds, stopped, tuple(self.history))
+        if not self.s.early_stop:  # the fixed budget's last weights: report their accuracy, not the best seen
+            return FitResult(max(self.history[-1] if self.history else 0.0, 0.0), self.epochs, self.seconds,
+                             "steps" if stopped == "epochs" else stopped, tuple(self.history), self.steps)
+        return FitResult(max(self.best_acc, 0.0), self.epochs, self.seconds, stopped, tuple(self.history),
+                         self.steps)
