@@ -74,6 +74,10 @@ class ProfileReport:
             "energy_mj": c["energy_mj"],
             "energy_interval_mj": c["energy_interval_mj"],
             "predicted_by": c["predicted_by"],
+            "energy_predicted_by": c["energy_predicted_by"],  # latency path x power path
+            "power_source": c["power_source"],
+            "memory_factor": c["memory_factor"],  # cycles on this memory system over one with wait states hidden
+            "memory_note": c["memory_note"],
             "interval_note": "80 % interval from cross-validation of this prediction path over published MLPerf "
                              "Tiny rows" if c["latency_interval_ms"] else
                              "no cross-validated error for this device (interval not stated)",

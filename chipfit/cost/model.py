@@ -42,9 +42,11 @@ from chipfit.targets.knowledge import (
     boards_of,
     core_types,
     efficiency,
+    energy_interval,
     runtimes,
     split_runtime,
 )
+from chipfit.targets.memory import memory_factor
 from chipfit.targets.target import Target
 
 _log = get_logger(__name__)
@@ -95,6 +97,9 @@ class Cost:
     latency_interval_ms: tuple[float, float] | None = None  # 80 % interval, from cross-validation of the path
     energy_interval_mj: tuple[float, float] | None = None
     power_source: str = ""  # where the active power behind energy_mj comes from
+    energy_predicted_by: str = ""  # the path of the active power behind energy_mj (latency path x power path)
+    memory_factor: float = 1.0  # cycles on this board's memory system over a board with flash wait states hidden
+    memory_note: str = ""  # why (chipfit.targets.memory)
 
     @property
     def supported(self) -> bool:
@@ -229,6 +234,9 @@ class CostModel:
         ins = None  # the instruction path: emulated instructions per layer x the board's cycles per instruction
         if cal is None and acc is None and dtype == "int8" and ct.family == "mcu":
             ins = self._instructions(graph, target, rt_name, rt_version, on_board)
+        # the memory system (flash wait states at this clock, caches): the fits are in cycles of boards whose
+        # flash wait states are hidden; a board that pays them runs its CPU layers that much slower per cycle
+        mem_f, mem_note = memory_factor(target.memory, target.clock_mhz) if ct.family == "mcu" else (1.0, "")
         if cal is not None:
             total_s += cal.coefficients.get("const", 0.0) / 1e3
         for i, n in enumerate(graph.nodes):
@@ -264,6 +272,8 @@ class CostModel:
                 memory_s = moved / bytes_per_s
                 overhead_s = runtimes()[cpu_rt].node_overhead_cycles / clock_hz
                 unit = "cpu"
+            if unit == "cpu":
+                compute_s *= mem_f
             body = max(compute_s, memory_s)
             seconds = body * scale + overhead_s
             if cal_ms is not None:
@@ -292,7 +302,7 @@ class CostModel:
         overhead = persistent if tflm else int(rt.ram_overhead_kb * 1024)
         ram = arena.arena + overhead + int(frontend_ram_bytes)
         latency_ms = total_s * 1e3
-        power_mw, power_source = self._power(target, rt_name, rt_version)
+        power_mw, power_source, power_path = self._power(target, rt_name, rt_version)
         energy_mj = total_s * power_mw + acc_energy_mj  # s x mW = mJ
         label = f"{rt_name}@{rt_version}" if rt_version else rt_name
         basis = (f"{label} on {target.name} ({target.core} @ {target.clock_mhz:g} MHz"
@@ -304,7 +314,14 @@ class CostModel:
         source = cal.describe() if cal is not None else eff.source
         if ins is not None:
             path, lat_iv, source = ins.path, ins.interval, ins.describe(len(graph.nodes))
-        en_iv = eff.energy_interval if stated else None
+        if lat_iv is not None and mem_f != 1.0 and cal is None and ins is None:
+            # the memory factor is an estimate: widen the interval to span no stall up to twice the stall
+            lat_iv = (lat_iv[0] / mem_f, lat_iv[1] * (2.0 * mem_f - 1.0) / mem_f)
+        en_iv = None
+        if stated and lat_iv is not None:
+            en_iv = energy_interval(lat_iv, power_path)
+        if mem_f != 1.0 and cal is None and ins is None:
+            source += f"; memory system: {mem_note}"
         return Cost(
             model=graph.name, target=target.name, runtime=rt_name, dtype=dtype, macs=graph.macs, params=graph.params,
             weights_bytes=weight_bytes, flash_bytes=flash, ram_bytes=ram, arena_bytes=arena.arena,
@@ -315,7 +332,8 @@ class CostModel:
             runtime_version=rt_version, predicted_by=path,
             latency_interval_ms=(latency_ms * lat_iv[0], latency_ms * lat_iv[1]) if lat_iv else None,
             energy_interval_mj=(energy_mj * en_iv[0], energy_mj * en_iv[1]) if en_iv else None,
-            power_source=power_source,
+            power_source=power_source, energy_predicted_by=f"{path} x power: {power_path}",
+            memory_factor=mem_f, memory_note=mem_note,
         )
 
     def _instructions(self, graph: OpGraph, target: Target, runtime: str, version: str | None,
@@ -333,10 +351,11 @@ class CostModel:
         return estimate_instructions(graph, target.core, cpi, calibrated=board_cal)
 
     @staticmethod
-    def _power(target: Target, runtime: str, version: str | None) -> tuple[float, str]:
+    def _power(target: Target, runtime: str, version: str | None) -> tuple[float, str, str]:
         """Active power during inference, first of: published energy / latency on this very board; the
         profile's power model (current per MHz x clock x supply + board overhead); a declared active power;
-        the published mW/MHz of other boards with the same core; the estimated default."""
+        the published mW/MHz of other boards with the same core; the estimated default. Returns the power, where
+        it comes from, and its power path (:data:`chipfit.targets.knowledge.POWER_PATHS`)."""
         mcu = core_types()[target.core].family == "mcu"
         name = target.name if target.origin == "builtin" else ""
         if mcu and name:
@@ -347,13 +366,13 @@ class CostModel:
         if model is not None:
             return model, (f"power model: {target.run_current_ua_per_mhz:g} uA/MHz x {target.clock_mhz:g} MHz x "
                            f"{target.supply_v:g} V + {target.board_overhead_mw or 0:g} mW board "
-                           f"({target.sources.get('run_current_ua_per_mhz', '')})")
+                           f"({target.sources.get('run_current_ua_per_mhz', '')})"), "power model"
         src = target.sources.get("active_power_mw", "est.")
         if mcu and src.startswith("est."):
             found = board_power_mw("", target.clock_mhz, target.core, runtime, version)
             if found is not None:
                 return found
-        return target.active_power_mw, f"active power {target.active_power_mw:g} mW ({src})"
+        return target.active_power_mw, f"active power {target.active_power_mw:g} mW ({src})", "declared"
 
 def _plan_dict(p: ArenaPlan) -> dict[str, Any]:
     return p.to_dict()

@@ -41,6 +41,7 @@ from scipy.optimize import nnls
 from chipfit.logging import get_logger
 from chipfit.targets.knowledge import (
     MAC_CLASSES,
+    UNSEEN_POWER,
     FitTables,
     core_types,
     lookup,
@@ -49,6 +50,7 @@ from chipfit.targets.knowledge import (
     reference_models,
     runtimes,
 )
+from chipfit.targets.memory import memory_factor
 
 log = get_logger(__name__)
 KNOWLEDGE = Path(str(resources.files("chipfit.targets").joinpath("knowledge")))
@@ -68,6 +70,7 @@ STACKS: tuple[tuple[str, str, Callable[[re.Match[str], str], str]], ...] = (
 )
 BOARDS = {"NUCLEO-L4R5ZI": "stm32l4r5", "NUCLEO-L4R5ZI-P": "stm32l4r5", "NUCLEO-H7A3ZI-Q": "stm32h7a3",
           "DISCO-F746NG": "stm32f746"}  # published board -> chipfit profile
+MEMORY_FACTOR = True  # scale cycles by the boards' memory systems (bench/predictor_mcu.py reports with and without)
 REG = 0.05  # weak pull of every op class toward the group's mean cycles/MAC (keeps unseen classes sane)
 
 
@@ -164,6 +167,21 @@ def clock_invariance(path: str | Path | None = None) -> dict[str, dict[str, Any]
     return out
 
 
+def power_model_check(rows: Sequence[Row]) -> dict[str, dict[str, float]]:
+    """Per published board whose profile states a power model: the model's mW beside the published mean power
+    (energy / latency, geometric mean over its rows) and their ratio."""
+    out = {}
+    for b in sorted({r.board for r in rows if r.cv and r.energy_uj}):
+        rs = [r for r in rows if r.board == b and r.energy_uj]
+        t = _profile(rs[0].profile)
+        if t.run_current_ua_per_mhz is None or t.supply_v is None:
+            continue
+        model = t.run_current_ua_per_mhz * 1e-3 * rs[0].clock_mhz * t.supply_v + (t.board_overhead_mw or 0.0)
+        pub = _gmean(r.energy_uj / r.latency_ms for r in rs)  # type: ignore[operator]
+        out[b] = {"model_mw": _r(model), "published_mw": _r(pub), "ratio": _r(pub / model), "rows": len(rs)}
+    return out
+
+
 def fixed_cycles(row: Row) -> float:
     """Cycles the runtime spends outside MAC layers (per-op dispatch, element-wise ops): runtimes.yaml priors."""
     ref, rt = reference_models()[row.bench], runtimes()[row.runtime]
@@ -249,6 +267,13 @@ class Prediction:
         return math.log(self.row.latency_ms / self.latency_ms)
 
     @property
+    def power_log_err(self) -> float | None:
+        """log(published power / predicted power), power = energy / latency (the latency error taken out)."""
+        if self.row.energy_uj is None or self.energy_uj is None:
+            return None
+        return math.log((self.row.energy_uj / self.row.latency_ms) / (self.energy_uj / self.latency_ms))
+
+    @property
     def energy_log_err(self) -> float | None:
         if self.row.energy_uj is None or self.energy_uj is None:
             return None
@@ -256,25 +281,36 @@ class Prediction:
 
 
 def predict_latency_ms(tables: FitTables, row: Row, boards: Sequence[str]) -> tuple[float, str]:
+    """Latency of ``row`` from the fit in ``tables``, through the first path with data; cycles scaled by the
+    board's memory system (:func:`row_memory_factor`) over that of the boards the fit rests on."""
     eff = lookup(tables, row.core, row.runtime, row.version, boards)
     ref = reference_models()[row.bench]
     cycles = sum(ref[c] * row.scale / eff.macs_per_cycle[c] for c in MAC_CLASSES) + fixed_cycles(row)
+    if MEMORY_FACTOR:
+        fitted_on = [row_memory_factor(tables.board_profile[b], tables.board_clock[b]) for b in tables.board_profile]
+        cycles *= row_memory_factor(row.profile, row.clock_mhz) / (_gmean(fitted_on) if fitted_on else 1.0)
     return cycles / (row.clock_mhz * 1e3), eff.path
 
 
+def row_memory_factor(profile: str, clock_mhz: float) -> float:
+    """The memory-system factor (:func:`chipfit.targets.memory.memory_factor`) of ``profile`` at ``clock_mhz``."""
+    return memory_factor(_profile(profile).memory, clock_mhz)[0]
+
+
 def predict_power_mw(tables: FitTables, row: Row, boards: Sequence[str]) -> tuple[float, str]:
-    """Power as the cost model takes it (:meth:`chipfit.cost.model.CostModel._power`), except that a profile's
-    declared active power is skipped: on the published boards it was derived from these very rows."""
+    """Power and its power path, as the cost model takes it (:meth:`chipfit.cost.model.CostModel._power`),
+    except that a profile's declared active power is skipped: on the published boards it was derived from these
+    very rows."""
     found = power_lookup(tables, boards, row.core, row.clock_mhz, row.runtime, row.version, same_core=False)
     if found is not None:
-        return found[0], "fitted board"
+        return found[0], found[2]
     t = _profile(row.profile)
     if t.run_current_ua_per_mhz is not None and t.supply_v is not None:
         return (t.run_current_ua_per_mhz * 1e-3 * row.clock_mhz * t.supply_v + (t.board_overhead_mw or 0.0),
                 "power model")
     found = power_lookup(tables, (), row.core, row.clock_mhz, row.runtime, row.version)
     if found is not None:
-        return found[0], "same core, other board"
+        return found[0], found[2]
     per_mhz = [v / tables.board_clock[b] for (b, _, _), v in tables.power.items()]
     return _gmean(per_mhz) * row.clock_mhz, "other core"
 
@@ -349,21 +385,28 @@ def residual_quantiles(errs: dict[str, list[float]]) -> dict[str, tuple[float, f
 
 
 def residuals(preds: Sequence[Prediction]) -> tuple[dict[str, tuple[float, float, int]],
+                                                     dict[str, tuple[float, float, int]],
                                                      dict[str, tuple[float, float, int]]]:
+    """80 % intervals of log(measured / predicted): latency and energy per latency path, power per power path."""
     lat: dict[str, list[float]] = defaultdict(list)
     en: dict[str, list[float]] = defaultdict(list)
+    pw: dict[str, list[float]] = defaultdict(list)
     for p in preds:
         lat[p.path].append(p.log_err)
         if p.energy_log_err is not None:
             en[p.path].append(p.energy_log_err)
-    return residual_quantiles(lat), residual_quantiles(en)
+        if p.power_log_err is not None:
+            pw[p.power_path].append(p.power_log_err)
+            if not p.power_path.startswith("fitted board"):
+                pw[UNSEEN_POWER].append(p.power_log_err)  # the fall-back of a power path with few residuals
+    return residual_quantiles(lat), residual_quantiles(en), residual_quantiles(pw)
 
 
 def fit(rows: Sequence[Row]) -> FitTables:
     """The shipped fit: tables from every row, residuals from the cross-validation."""
     tables = build_tables(rows)
-    lat, en = residuals(cross_validate(rows))
-    return replace(tables, latency_residuals=lat, energy_residuals=en)
+    lat, en, pw = residuals(cross_validate(rows))
+    return replace(tables, latency_residuals=lat, energy_residuals=en, power_residuals=pw)
 
 
 def _r(x: float) -> float:
@@ -379,7 +422,9 @@ def to_dict(t: FitTables, rows: Sequence[Row], excluded: Sequence[tuple[str, str
 
     return {
         "boards": {b: {"profile": t.board_profile[b], "core": t.board_core[b], "clock_mhz": t.board_clock[b],
-                       "rows": sum(1 for r in rows if r.board == b)} for b in sorted(t.board_profile)},
+                       "rows": sum(1 for r in rows if r.board == b),
+                       "memory_factor": _r(row_memory_factor(t.board_profile[b], t.board_clock[b]))}
+                   for b in sorted(t.board_profile)},
         "board_fits": {k3(k): {c: _r(x) for c, x in v.items()} for k, v in sorted(t.board_fits.items())},
         "core_fits": {k3(k): {c: _r(x) for c, x in v.items()} for k, v in sorted(t.core_fits.items())},
         "core_ratio": {k3(k): _r(v) for k, v in sorted(t.core_ratio.items())},
@@ -387,6 +432,7 @@ def to_dict(t: FitTables, rows: Sequence[Row], excluded: Sequence[tuple[str, str
         "power_mw": {k3(k): _r(v) for k, v in sorted(t.power.items())},
         "latency_residuals": q(dict(t.latency_residuals)),
         "energy_residuals": q(dict(t.energy_residuals)),
+        "power_residuals": q(dict(t.power_residuals)),
         "sources": {k3(k): v for k, v in sorted(t.sources.items())},
         "rows_used": len(rows),
         "excluded": [f"{w}: {why}" for w, why in excluded],
@@ -402,6 +448,11 @@ HEADER = """# GENERATED by `python -m chipfit.targets.fit` from knowledge/mlperf
 # one (1.0: flash wait states cost no cycles on that board, so latency scales as 1 / clock).
 # *_residuals: the 80 % interval (lo, hi) of log(measured / predicted) per prediction path: +-the 80th percentile
 # of |log error| over the leave-one-board-out, leave-one-version-out and leave-one-network-out predictions (n rows).
+# power_residuals: the same for the active power (published energy / latency) per power path; an energy interval
+# combines the latency and power half-widths as sqrt(l^2 + p^2) (knowledge.energy_interval).
+# power_model_check: on published boards whose profile has a power model (uA/MHz x clock x V + overhead), the
+# model's mW beside the published mean mW (not used to predict: fitting an overhead on one board and moving it to
+# another made the held-out energy worse, bench/predictor_mcu.py).
 """
 
 
@@ -409,6 +460,7 @@ def render(path: str | Path | None = None) -> str:
     rows, excluded = read_rows(path)
     d = to_dict(fit(rows), rows, excluded)
     d["clock_invariance"] = clock_invariance(path)
+    d["power_model_check"] = power_model_check(rows)
     return HEADER + yaml.safe_dump(d, sort_keys=False, width=120)
 
 

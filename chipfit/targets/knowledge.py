@@ -202,7 +202,8 @@ class FitTables:
     ``core_ratio``: measured cycles on core a over core b keyed (a, b, runtime) and (a, b, "*");
     ``dual_issue_gain``: cycles of a single-issue core over a dual-issue one with the same ISA peak;
     ``power``: mean active power (mW) during inference keyed (board, runtime, version);
-    ``latency_residuals`` / ``energy_residuals``: the 80 % interval of log(measured / predicted) per path."""
+    ``latency_residuals`` / ``energy_residuals``: the 80 % interval of log(measured / predicted) per path;
+    ``power_residuals``: the same for the active power (published energy / latency) per power path."""
 
     board_fits: Mapping[tuple[str, str, str], Mapping[str, float]] = field(default_factory=dict)
     core_fits: Mapping[tuple[str, str, str], Mapping[str, float]] = field(default_factory=dict)
@@ -215,6 +216,7 @@ class FitTables:
     latency_residuals: Mapping[str, tuple[float, float, int]] = field(default_factory=dict)
     energy_residuals: Mapping[str, tuple[float, float, int]] = field(default_factory=dict)
     sources: Mapping[tuple[str, str, str], str] = field(default_factory=dict)
+    power_residuals: Mapping[str, tuple[float, float, int]] = field(default_factory=dict)
 
 
 MIN_RESIDUALS = 6  # fewer cross-validated rows than this on a path: its interval falls back to a broader pool
@@ -343,6 +345,7 @@ def tables_from_dict(d: Mapping[str, Any]) -> FitTables:
         latency_residuals=_q(d.get("latency_residuals", {})),
         energy_residuals=_q(d.get("energy_residuals", {})),
         sources={_key3(k): v for k, v in d.get("sources", {}).items()},
+        power_residuals=_q(d.get("power_residuals", {})),
     )
 
 
@@ -368,7 +371,7 @@ def efficiency(core: str, runtime: str, version: str | None = None, *, board: st
 
 
 def board_power_mw(target_name: str, clock_mhz: float, core: str, runtime: str, version: str | None, *,
-                   same_core: bool = True) -> tuple[float, str] | None:
+                   same_core: bool = True) -> tuple[float, str, str] | None:
     """Active power during inference from the published energy rows, and how it was obtained: this board
     with this runtime version, this board (mean over its runtimes), or the same core's mW/MHz at this clock."""
     t = fit_tables()
@@ -377,23 +380,52 @@ def board_power_mw(target_name: str, clock_mhz: float, core: str, runtime: str, 
 
 
 def power_lookup(t: FitTables, boards: Iterable[str], core: str, clock_mhz: float, runtime: str,
-                 version: str | None, *, same_core: bool = True) -> tuple[float, str] | None:
-    """Power from the published energy rows: this board (``boards``) with this runtime version, this board
-    over its runtimes, then (with ``same_core``) other boards of the same core, per MHz, at ``clock_mhz``."""
+                 version: str | None, *, same_core: bool = True) -> tuple[float, str, str] | None:
+    """Power from the published energy rows, where it comes from and its power path: this board (``boards``)
+    with this runtime version (``fitted board``), this board over its runtimes (``fitted board, other
+    version``), then (with ``same_core``) other boards of the same core, per MHz, at ``clock_mhz``."""
     boards = tuple(boards)
     for b in boards:
         if (b, runtime, version or "") in t.power:
             return (t.power[(b, runtime, version or "")],
-                    f"published energy / latency of {runtime_label(runtime, version)} on {b}")
+                    f"published energy / latency of {runtime_label(runtime, version)} on {b}", "fitted board")
     mine = [v for (b, _, _), v in t.power.items() if b in boards]
     if mine:
         return (_gmean(mine),
-                f"published energy / latency on {', '.join(boards)} (mean over {len(mine)} runtime versions)")
+                f"published energy / latency on {', '.join(boards)} (mean over {len(mine)} runtime versions)",
+                "fitted board, other version")
     per_mhz = [v / t.board_clock[b] for (b, _, _), v in t.power.items() if t.board_core.get(b) == core]
     if per_mhz and same_core:
         return _gmean(per_mhz) * clock_mhz, (f"published mW/MHz of other {core} boards x {clock_mhz:g} MHz "
-                                             f"({len(per_mhz)} runtime versions)")
+                                             f"({len(per_mhz)} runtime versions)"), "same core, other board"
     return None
+
+
+UNSEEN_POWER = "any path but fitted board"  # power residuals of boards whose own power was not published
+POWER_PATHS = ("fitted board", "fitted board, other version", "power model", "same core, other board",
+               "other core", "declared")
+
+
+def energy_interval(latency_interval: tuple[float, float], power_path: str,
+                    tables: FitTables | None = None) -> tuple[float, float] | None:
+    """The 80 % interval (low, high factors) of a predicted energy: energy = power x latency, so the
+    log-errors of the two add; taken as independent, their half-widths combine as sqrt(l^2 + p^2), with p the
+    cross-validated power residuals of ``power_path`` (else all power paths'). None without power residuals.
+
+    >>> lo, hi = energy_interval((0.8, 1.25), "power model")
+    >>> lo < 0.8 and hi > 1.25
+    True
+    """
+    t = tables or fit_tables()
+    res = dict(t.power_residuals)
+    if not power_path.startswith("fitted board") and UNSEEN_POWER in res:
+        res["*"] = res[UNSEEN_POWER]  # a board without published power falls back to the unseen boards' errors
+    p = interval_for(res, power_path)
+    if p is None:
+        return None
+    half = math.hypot(max(abs(math.log(latency_interval[0])), abs(math.log(latency_interval[1]))),
+                      max(abs(math.log(p[0])), abs(math.log(p[1]))))
+    return math.exp(-half), math.exp(half)
 
 
 def _gmean(xs: list[float]) -> float:

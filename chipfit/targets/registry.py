@@ -25,6 +25,7 @@ from chipfit.errors import Problem, TargetError
 from chipfit.naming import did_you_mean
 from chipfit.paths import is_file
 from chipfit.targets.knowledge import RuntimeNameError, core_types, resolve_runtime, runtimes, split_runtime
+from chipfit.targets.memory import MemorySystem
 from chipfit.targets.schema import TargetSpec
 from chipfit.targets.target import Accelerator, Target
 from chipfit.yamlio import YamlDoc, load_yaml, problems_from_validation
@@ -207,6 +208,15 @@ def spec_to_target(spec: TargetSpec, *, origin: str, file: str | None = None) ->
             fig = getattr(a, key)
             if fig is not None:
                 sources[f"accelerator.{key}"] = where if fig.source == "declared" else fig.source
+    memory = None
+    if spec.memory is not None:
+        facts: dict[str, Any] = {}
+        for key in type(spec.memory).model_fields:
+            fig = getattr(spec.memory, key)
+            if fig is not None:
+                facts[key] = int(fig.value) if key == "flash_wait_states" else fig.value
+                sources[f"memory.{key}"] = where if fig.source == "declared" else fig.source
+        memory = MemorySystem(**facts, clock_mhz=clock)
     return Target(
         name=spec.name, core=spec.core, clock_mhz=clock, sram_kb=val("sram_kb", spec.sram_kb),
         flash_kb=val("flash_kb", spec.flash_kb), runtimes=tuple(names), runtime_versions=pinned,
@@ -216,4 +226,5 @@ def spec_to_target(spec: TargetSpec, *, origin: str, file: str | None = None) ->
         accelerator=acc, description=spec.description, notes=spec.notes, origin=origin, sources=sources,
         run_current_ua_per_mhz=val("run_current_ua_per_mhz", spec.run_current_ua_per_mhz),
         supply_v=val("supply_v", spec.supply_v), board_overhead_mw=val("board_overhead_mw", spec.board_overhead_mw),
+        memory=memory,
     )

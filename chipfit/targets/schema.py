@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from chipfit.naming import did_you_mean, one_of
 from chipfit.targets.knowledge import RuntimeNameError, core_types, resolve_runtime, runtimes, split_runtime
+from chipfit.targets.memory import ARENA_PLACES, WEIGHT_PLACES
 
 ACCELERATOR_KINDS = ("ethos-u55", "edgetpu", "gpu-maxwell", "gpu-ampere")
 
@@ -51,6 +52,54 @@ def _is_sourced(ann: Any) -> bool:
     return ann is Sourced or Sourced in (getattr(ann, "__args__", ()) or ())
 
 
+class Fact(BaseModel):
+    """A memory-system fact (a count, a size, a yes/no or a place) and where it comes from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    value: float | bool | str
+    source: Annotated[str, Field(min_length=1)]
+
+
+class MemorySpec(BaseModel):
+    """``memory:`` of a target file (see :mod:`chipfit.targets.memory`); plain values are sourced "declared"."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    flash_wait_states: Fact | None = None
+    flash_mhz_per_wait_state: Fact | None = None
+    flash_cache: Fact | None = None
+    icache_kb: Fact | None = None
+    dcache_kb: Fact | None = None
+    itcm_kb: Fact | None = None
+    dtcm_kb: Fact | None = None
+    weights_in: Fact | None = None
+    arena_in: Fact | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _wrap(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return {k: ({"value": v, "source": "declared"} if isinstance(v, bool | int | float | str) else v)
+                for k, v in data.items()}
+
+    @model_validator(mode="after")
+    def _kinds(self) -> MemorySpec:
+        for key in ("flash_wait_states", "flash_mhz_per_wait_state", "icache_kb", "dcache_kb", "itcm_kb", "dtcm_kb"):
+            f = getattr(self, key)
+            if f is not None and (isinstance(f.value, bool | str) or f.value < 0):
+                raise ValueError(f"memory.{key}: a number >= 0, got {f.value!r}")
+        if self.flash_wait_states is not None and float(self.flash_wait_states.value) != int(
+                self.flash_wait_states.value):
+            raise ValueError(f"memory.flash_wait_states: a whole number, got {self.flash_wait_states.value!r}")
+        if self.flash_cache is not None and not isinstance(self.flash_cache.value, bool):
+            raise ValueError(f"memory.flash_cache: true or false, got {self.flash_cache.value!r}")
+        for key, places in (("weights_in", WEIGHT_PLACES), ("arena_in", ARENA_PLACES)):
+            f = getattr(self, key)
+            if f is not None and f.value not in places:
+                raise ValueError(f"memory.{key}: {one_of(places)}{_hint(str(f.value), places)}, got {f.value!r}")
+        return self
+
+
 class AcceleratorSpec(_Base):
     kind: str
     macs_per_cycle: Sourced
@@ -85,6 +134,7 @@ class TargetSpec(_Base):
     supply_v: Sourced | None = None
     board_overhead_mw: Sourced | None = None
     accelerator: AcceleratorSpec | None = None
+    memory: MemorySpec | None = None
     description: str = ""
     notes: str = ""
 

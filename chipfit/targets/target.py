@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from chipfit.targets.memory import MemorySystem
+
 
 @dataclass(frozen=True)
 class Accelerator:
@@ -51,6 +53,7 @@ class Target:
     run_current_ua_per_mhz: float | None = None  # active power model: current per MHz at supply_v ...
     supply_v: float | None = None
     board_overhead_mw: float | None = None  # ... plus what the rest of the measured supply draws
+    memory: MemorySystem | None = None  # flash wait states, caches, TCM, where weights and arena live
 
     @property
     def runtime(self) -> str:
@@ -111,4 +114,6 @@ class Target:
         d["runtime_versions"] = {r: self.runtime_version(r) for r in self.runtimes if self.runtime_version(r)}
         if self.peak_gmacs is not None:
             d["peak_gmacs"] = dict(self.peak_gmacs)
+        if self.memory is not None:
+            d["memory"] = self.memory.to_dict()
         return d

@@ -33,9 +33,10 @@ def test_latency_grows_with_macs(l4r5):
 
 def test_energy_is_latency_times_power(l4r5):
     c = CostModel().estimate(from_torch(conv_net(8), (1, 3, 16, 16)), l4r5)
-    power_mw, how = CostModel._power(l4r5, c.runtime, c.runtime_version)
+    power_mw, how, path = CostModel._power(l4r5, c.runtime, c.runtime_version)
     assert math.isclose(c.energy_mj, c.latency_ms / 1e3 * power_mw, rel_tol=1e-9)
     assert how.startswith("published energy / latency") and c.power_source == how  # a fitted board's own power
+    assert path == "fitted board" and c.energy_predicted_by.endswith("x power: fitted board")
     declared = create_target({"name": "b", "core": "cortex-m4", "clock_mhz": 80, "sram_kb": 256, "flash_kb": 1024,
                               "runtime": "tflm", "active_power_mw": 20})
     c2 = CostModel().estimate(from_torch(conv_net(8), (1, 3, 16, 16)), declared)

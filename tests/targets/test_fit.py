@@ -150,3 +150,31 @@ def test_devices_show_names_the_path_profile_takes():
     assert f"x {cpi['cpi']:.3g} cycles per instruction" in prof["efficiency_source"]
     table = CliRunner().invoke(app, ["devices", "show", "stm32l4r5"], terminal_width=250).output
     assert "cycles/instruction" in table and "not used for this board" in table
+
+
+def test_held_out_board_power_never_comes_from_its_own_rows():
+    """Leave-one-board-out: the held-out board's power is predicted by its profile's power model or by other
+    boards' published power, never by its own energy rows."""
+    rows, _ = fitmod.read_rows()
+    preds = [p for p in fitmod.cross_validate(rows, ("lobo",)) if p.energy_uj is not None]
+    assert len(preds) >= 40
+    assert {p.power_path for p in preds} <= {"power model", "same core, other board", "other core"}
+    for p in preds:  # energy = predicted power x predicted latency
+        assert p.power_log_err is not None and p.energy_log_err is not None
+        assert p.energy_log_err == pytest.approx(p.log_err + p.power_log_err)
+
+
+def test_energy_interval_combines_latency_and_power():
+    from chipfit.targets.knowledge import UNSEEN_POWER, energy_interval
+
+    t = fit_tables()
+    assert {"fitted board", "power model", UNSEEN_POWER} <= set(t.power_residuals)
+    lat = (0.8, 1.25)
+    lo, hi = energy_interval(lat, "power model")
+    assert lo < 0.8 and hi > 1.25 and lo * hi == pytest.approx(1.0)
+    # a board whose own power was published states a narrower energy interval than one without
+    assert energy_interval(lat, "fitted board")[1] < energy_interval(lat, "same core, other board")[1]
+    import yaml
+
+    check = yaml.safe_load(fitmod.OUT_PATH.read_text())["power_model_check"]
+    assert check["NUCLEO-L4R5ZI"]["model_mw"] == pytest.approx(100e-3 * 120 * 3.3)
