@@ -122,3 +122,16 @@ def test_profile_json_states_memory_and_energy_path(tmp_path):
     p.write_text(yaml.safe_dump(_board(150, cache=False)))
     d2 = json.loads(CliRunner().invoke(app, ["profile", "resnet8", "--target", str(p), "--json"]).output)
     assert d2["memory_factor"] > 1 and d2["latency_interval_ms"][0] < d2["latency_ms"]
+
+
+def test_readme_memory_block_is_a_valid_target_fact():
+    """The `memory:` example in the README is accepted as written."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = next(m.group(1) for m in re.finditer(r"```yaml\n(.*?)```", text, re.S) if m.group(1).startswith("memory:"))
+    spec = {**_board(120, cache=True), **yaml.safe_load(block)}
+    t = create_target(spec)
+    assert t.memory.wait_states(120) == 5 and t.memory.flash_cache and t.memory.arena_in == "sram"
+    assert memory_factor(t.memory, 120)[0] == 1.0
