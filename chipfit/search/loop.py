@@ -5,8 +5,10 @@ Per trial: sample a config (Optuna, multi-objective: int8 accuracy up, predicted
 train briefly (rung 1); prune it when it falls below the median of earlier candidates at that rung;
 train the promising on to the full epochs -> export ONNX, quantize to int8, measure int8 validation
 accuracy with ONNX Runtime -> ``COMPLETE``. Budgets are set as Optuna constraints (``<= 0`` holds).
-Duplicate configs are answered from the record, never retrained. Storage is a journal file in the run
-directory, so a killed run resumes without losing or retraining a finished candidate.
+Duplicate configs are answered from the record, never retrained. A family whose candidate fails for a
+structural reason (cannot be built, shapes do not fit) is excluded once, logged and kept in ``excluded.json``;
+its later samples are neither trained nor recorded. Storage is a journal file in the run directory, so a
+killed run resumes without losing or retraining a finished candidate.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from optuna.trial import TrialState
 from chipfit.logging import get_logger
 from chipfit.search.backends import Backend, InProcessBackend, TrainJob
 from chipfit.search.claims import Claims
+from chipfit.search.structural import Exclusions, structural_cause
 from chipfit.search.training import CandidateTrainer
 from chipfit.space import ArchConfig
 from chipfit.store import CandidateRecord
@@ -65,6 +68,7 @@ class SearchLoop(CandidateTrainer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.stopped = ""  # why run() stopped
+        self.excluded = Exclusions(self.run_dir)  # families that failed structurally (chipfit.search.structural)
 
     def objective_accuracy(self, rec: CandidateRecord) -> float:
         value = rec.accuracy_field_int8 if self.optimize_field else rec.accuracy_int8
@@ -130,6 +134,12 @@ class SearchLoop(CandidateTrainer):
         """The next sampled config this worker has claimed, or ``None`` when the run should stop (all slots
         claimed, time used, or ``budget[0]`` asks spent on configs already seen); :attr:`stopped` says which."""
         while budget[0] > 0:
+            if all(f in self.excluded for f in self.space.families):
+                self.stopped = ("every family is excluded after a structural failure: "
+                                + "; ".join(f"{f} (candidate {v['candidate']})" for f, v in
+                                            self.excluded.families.items()))
+                log.warning(self.stopped)
+                return None
             if deadline is not None and time.monotonic() >= deadline:
                 self.stopped = f"time budget of {self.s.time_budget_s:g} s used"
                 log.info(self.stopped)
@@ -138,6 +148,10 @@ class SearchLoop(CandidateTrainer):
             trial = study.ask()
             config = self.space.sample(trial)
             trial.set_user_attr("key", config.key)
+            if config.family in self.excluded:  # failed structurally before: neither trained nor recorded
+                self.excluded.skipped(config.family)
+                study.tell(trial, state=TrialState.FAIL)
+                continue
             records = {r.key: r for r in self.store.load()}  # other workers' results too
             if config.key in records:  # duplicate: answer from the record, never retrain
                 self._tell_from(study, trial, records[config.key])
@@ -155,6 +169,9 @@ class SearchLoop(CandidateTrainer):
 
     def record(self, study: optuna.Study, trial: optuna.Trial, record: CandidateRecord) -> None:
         self.store.append(record)
+        cause = structural_cause(record.state, record.failure_kind, record.reason)
+        if cause is not None:
+            self.excluded.note(str(record.config.get("family")), record.id, cause, record.reason)
         self._tell_from(study, trial, record)
         self.cb.on_record(record, len(self.store.load()))
 
