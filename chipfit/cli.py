@@ -209,8 +209,11 @@ def _show_device(t: Any, as_json: bool, sources: bool = False) -> None:
     table.add_column("source")
     rows = [("core", t.core, "")] + [
         (k, _fmt(getattr(t, k)), t.sources.get(k, "")) for k in
-        ("cores", "clock_mhz", "sram_kb", "arena_kb", "flash_kb", "active_power_mw", "sleep_power_uw",
-         "mem_bandwidth_gbps") if getattr(t, k) is not None]
+        ("cores", "clock_mhz", "sram_kb", "arena_kb", "flash_kb", "active_power_mw", "run_current_ua_per_mhz",
+         "supply_v", "board_overhead_mw", "sleep_power_uw", "mem_bandwidth_gbps") if getattr(t, k) is not None]
+    if t.memory is not None:  # flash wait states, caches, TCM, where weights and arena live
+        rows += [(f"memory.{k}", _fmt(v) if not isinstance(v, bool | str) else str(v).lower(),
+                  t.sources.get(f"memory.{k}", "")) for k, v in t.memory.to_dict().items() if k != "clock_mhz"]
     if t.accelerator:
         a = t.accelerator
         rows += [("accelerator", a.kind, ""), ("accelerator MAC/cycle", _fmt(a.macs_per_cycle),

@@ -135,3 +135,12 @@ def test_readme_memory_block_is_a_valid_target_fact():
     t = create_target(spec)
     assert t.memory.wait_states(120) == 5 and t.memory.flash_cache and t.memory.arena_in == "sram"
     assert memory_factor(t.memory, 120)[0] == 1.0
+
+
+def test_devices_show_lists_memory_and_power_model_facts():
+    out = CliRunner().invoke(app, ["devices", "show", "stm32l4r5"], terminal_width=250).output
+    for fact in ("memory.flash_wait_states", "memory.flash_cache", "memory.arena_in", "run_current_ua_per_mhz",
+                 "supply_v"):
+        assert fact in out, fact
+    d = json.loads(CliRunner().invoke(app, ["devices", "show", "stm32l4r5", "--json"]).output)
+    assert d["memory"]["flash_wait_states"] == 5 and d["sources"]["memory.flash_cache"].startswith("der.:")
