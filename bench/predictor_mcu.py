@@ -97,11 +97,9 @@ def _memory_effect() -> str:
     rows, _ = read_rows()
     out = []
     for on in (False, True):
-        fitmod.MEMORY_FACTOR = on
-        preds = cross_validate(rows, ("lobo",))
+        preds = cross_validate(rows, ("lobo",), memory=on)
         med, w25 = _stats([_rel(p.latency_ms, p.row.latency_ms) for p in preds])
         out.append((med, w25))
-    fitmod.MEMORY_FACTOR = True
     factors = sorted({(r.profile, r.clock_mhz, fitmod.row_memory_factor(r.profile, r.clock_mhz)) for r in rows
                       if r.cv})
     fs = ", ".join(f"{p} @ {c:g} MHz x{f:g}" for p, c, f in factors)

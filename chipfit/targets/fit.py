@@ -70,7 +70,6 @@ STACKS: tuple[tuple[str, str, Callable[[re.Match[str], str], str]], ...] = (
 )
 BOARDS = {"NUCLEO-L4R5ZI": "stm32l4r5", "NUCLEO-L4R5ZI-P": "stm32l4r5", "NUCLEO-H7A3ZI-Q": "stm32h7a3",
           "DISCO-F746NG": "stm32f746"}  # published board -> chipfit profile
-MEMORY_FACTOR = True  # scale cycles by the boards' memory systems (bench/predictor_mcu.py reports with and without)
 REG = 0.05  # weak pull of every op class toward the group's mean cycles/MAC (keeps unseen classes sane)
 
 
@@ -280,13 +279,14 @@ class Prediction:
         return math.log(self.row.energy_uj / self.energy_uj)
 
 
-def predict_latency_ms(tables: FitTables, row: Row, boards: Sequence[str]) -> tuple[float, str]:
-    """Latency of ``row`` from the fit in ``tables``, through the first path with data; cycles scaled by the
-    board's memory system (:func:`row_memory_factor`) over that of the boards the fit rests on."""
+def predict_latency_ms(tables: FitTables, row: Row, boards: Sequence[str], *, memory: bool = True
+                       ) -> tuple[float, str]:
+    """Latency of ``row`` from the fit in ``tables``, through the first path with data; with ``memory``, cycles
+    scaled by the board's memory system (:func:`row_memory_factor`) over that of the boards the fit rests on."""
     eff = lookup(tables, row.core, row.runtime, row.version, boards)
     ref = reference_models()[row.bench]
     cycles = sum(ref[c] * row.scale / eff.macs_per_cycle[c] for c in MAC_CLASSES) + fixed_cycles(row)
-    if MEMORY_FACTOR:
+    if memory:
         fitted_on = [row_memory_factor(tables.board_profile[b], tables.board_clock[b]) for b in tables.board_profile]
         cycles *= row_memory_factor(row.profile, row.clock_mhz) / (_gmean(fitted_on) if fitted_on else 1.0)
     return cycles / (row.clock_mhz * 1e3), eff.path
@@ -329,12 +329,12 @@ def _naive(train: Sequence[Row], row: Row) -> tuple[float, float | None]:
     return ms, ms * _gmean(mw_mhz) * row.clock_mhz if mw_mhz else None
 
 
-def _predict(train: Sequence[Row], test: Sequence[Row], fold: str, boards: Callable[[Row], Sequence[str]]
-             ) -> list[Prediction]:
+def _predict(train: Sequence[Row], test: Sequence[Row], fold: str, boards: Callable[[Row], Sequence[str]],
+             memory: bool = True) -> list[Prediction]:
     tables = build_tables(train)
     out = []
     for r in test:
-        ms, path = predict_latency_ms(tables, r, boards(r))
+        ms, path = predict_latency_ms(tables, r, boards(r), memory=memory)
         mw, ppath = predict_power_mw(tables, r, boards(r))
         nms, ne = _naive(train, r)
         out.append(Prediction(r, fold, ms, path, ms * mw if r.energy_uj else None, ppath, nms,
@@ -342,29 +342,30 @@ def _predict(train: Sequence[Row], test: Sequence[Row], fold: str, boards: Calla
     return out
 
 
-def cross_validate(rows: Sequence[Row], kinds: Sequence[str] = ("lobo", "lovo", "lono")) -> list[Prediction]:
+def cross_validate(rows: Sequence[Row], kinds: Sequence[str] = ("lobo", "lovo", "lono"), *,
+                   memory: bool = True) -> list[Prediction]:
     """Held-out predictions of every published MLPerf Tiny row: leave one board out (the board is unseen),
     leave one runtime version out (the version is unseen), leave one network out (the board and version are
-    fitted, the network is unseen)."""
+    fitted, the network is unseen). ``memory=False`` leaves out the memory-system factor (for comparison)."""
     cv = [r for r in rows if r.cv]
     extra = [r for r in rows if not r.cv]
     out: list[Prediction] = []
     if "lobo" in kinds:
         for b in sorted({r.board for r in cv}):
             out += _predict([r for r in cv if r.board != b] + extra, [r for r in cv if r.board == b], "lobo",
-                            lambda r: (r.board,))
+                            lambda r: (r.board,), memory)
     if "lovo" in kinds:
         for rt, ver in sorted({(r.runtime, r.version) for r in cv}):
             held = [r for r in cv if (r.runtime, r.version) == (rt, ver)]
             out += _predict([r for r in cv if (r.runtime, r.version) != (rt, ver)] + extra, held, "lovo",
-                            lambda r: (r.board,))
+                            lambda r: (r.board,), memory)
     if "lono" in kinds:
         for b, rt, ver, bench in sorted({(r.board, r.runtime, r.version, r.bench) for r in cv}):
             held = [r for r in cv if (r.board, r.runtime, r.version, r.bench) == (b, rt, ver, bench)]
             train = [r for r in cv if not (r.board == b and r.runtime == rt and r.version == ver and r.bench == bench)]
             if not any(r.board == b and r.runtime == rt and r.version == ver for r in train):
                 continue  # nothing left of this group: not a fitted-board prediction
-            out += _predict(train + extra, held, "lono", lambda r: (r.board,))
+            out += _predict(train + extra, held, "lono", lambda r: (r.board,), memory)
     return out
 
 
