@@ -169,6 +169,10 @@ class CandidateRecord:
     wall_seconds: float = 0.0
     source: str = "predicted"
     failure_kind: str | None = None
+    # the training recipe as resolved (chipfit.train.recipes.Recipe), with the teacher's cache key when distilled
+    recipe: dict[str, Any] = field(default_factory=dict)
+    # quantization-aware fine-tuning, when the int8 drop called for it: accuracies before/after, kept or not
+    qat: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.state == "FAILED" and self.failure_kind is None:

@@ -96,6 +96,7 @@ def _check(doc: YamlDoc, base: Path) -> tuple[list[Problem], Target | None]:
     problems += _check_runtime(doc, data.get("runtime"), target)
     problems += _check_task(doc, data.get("task"), base)
     problems += _check_field(doc, data.get("field"), data.get("task"))
+    problems += _check_recipe(doc, data)
     return problems, target
 
 
@@ -152,6 +153,25 @@ def _check_runtime(doc: YamlDoc, runtime: Any, target: Target | None) -> list[Pr
                                 f"{', '.join(target.runtimes)}", f"'{runtime}'",
                                 "Remove 'runtime' to use the device's default.")]
     return []
+
+
+def _check_recipe(doc: YamlDoc, data: dict[str, Any]) -> list[Problem]:
+    """Training recipes that only apply to one modality (SpecAugment: audio; CutMix: images)."""
+    search, task = data.get("search"), data.get("task")
+    recipe = search.get("recipe") if isinstance(search, dict) else None
+    if not isinstance(recipe, dict):
+        return []
+    inp = task.get("input") if isinstance(task, dict) else None
+    modality = inp.get("modality", "image") if isinstance(inp, dict) else "image"
+    out = []
+    if recipe.get("specaugment") in (True, "on") and modality != "audio":
+        out.append(doc.problem(("search", "recipe", "specaugment"), "'auto' or 'off' for a contract whose input is "
+                               f"{modality} (SpecAugment masks audio features)", short(recipe["specaugment"]),
+                               "Leave it at 'auto': it applies SpecAugment to audio only."))
+    if recipe.get("mixup") in ("cutmix", "mixup+cutmix") and modality != "image":
+        out.append(doc.problem(("search", "recipe", "mixup"), f"'auto', 'mixup' or 'off' for a contract whose input "
+                               f"is {modality} (CutMix cuts image patches)", short(recipe["mixup"])))
+    return out
 
 
 def _check_task(doc: YamlDoc, task: Any, base: Path) -> list[Problem]:

@@ -138,6 +138,51 @@ class FieldConditionSpec(_Model):
         return self
 
 
+def _switch(on: str, off: str = "off") -> Callable[[Any], Any]:
+    """A ``mode="before"`` converter letting YAML booleans stand for a switch's modes (``true`` -> ``on``)."""
+
+    def convert(v: Any) -> Any:
+        return (on if v else off) if isinstance(v, bool) else v
+
+    return convert
+
+
+class RecipeSettings(_Model):
+    """Training recipes for tiny models; every one can be switched off for an ablation.
+
+    ``auto`` picks by modality and data: ``mixup`` mixes images (MixUp and CutMix, one per batch) and sensor
+    windows (MixUp), not audio features, which get ``specaugment`` (time and frequency masks) instead;
+    ``balance`` weights the loss by inverse class frequency when the largest class has at least
+    ``balance_ratio`` times the samples of the smallest (``sampler`` draws batches class-balanced instead).
+    ``distill`` trains one larger teacher per dataset and input recipe (cached, see ``teacher_cache``) and
+    trains students on ``1 - distill_alpha`` hard labels plus ``distill_alpha`` of the teacher's logits
+    softened at ``distill_temperature``. ``qat`` fine-tunes, with fake quantization, a candidate whose int8
+    validation accuracy falls more than ``qat_threshold`` below its float accuracy, for ``qat_epochs`` epochs;
+    the fine-tuned model goes through the same int8 export and is kept only when it measures better."""
+
+    one_cycle: bool = True
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    mixup: Literal["auto", "off", "mixup", "cutmix", "mixup+cutmix"] = "auto"
+    mixup_alpha: Annotated[float, Field(gt=0, le=10)] = 0.2
+    cutmix_alpha: Annotated[float, Field(gt=0, le=10)] = 1.0
+    mix_prob: Fraction = 0.5  # share of batches mixed
+    specaugment: Literal["auto", "on", "off"] = "auto"
+    balance: Literal["auto", "off", "loss", "sampler"] = "auto"
+    balance_ratio: Annotated[float, Field(ge=1)] = 1.5
+    distill: bool = True
+    distill_alpha: Annotated[float, Field(ge=0, le=1)] = 0.5
+    distill_temperature: Annotated[float, Field(gt=0, le=100)] = 4.0
+    teacher_epochs: Annotated[int, Field(ge=1, le=10_000)] | None = None  # None: the search's ``epochs``
+    teacher_cache: Literal["user", "run"] = "user"  # user: chipfit's cache dir (shared by runs); run: the run dir
+    qat: bool = True
+    qat_threshold: Annotated[float, Field(ge=0, le=1)] = 0.01
+    qat_epochs: Annotated[int, Field(ge=1, le=1_000)] = 4
+
+    _mixup = field_validator("mixup", mode="before")(_switch("auto"))
+    _spec = field_validator("specaugment", mode="before")(_switch("on"))
+    _balance = field_validator("balance", mode="before")(_switch("loss"))
+
+
 class SearchSettings(_Model):
     """How the search runs. ``rung_epochs`` is the short first training (multi-fidelity): candidates whose
     validation accuracy after it falls below the median of earlier candidates are pruned; the rest train
@@ -170,6 +215,7 @@ class SearchSettings(_Model):
     risk: Literal["allow", "avoid"] = "avoid"
     # the first trials are every family's reference analogue scaled down to hold the cost budgets
     warm_start: bool = True
+    recipe: RecipeSettings = RecipeSettings()  # training recipes (see RecipeSettings)
 
 
 class AgentSpec(_Model):

@@ -9,11 +9,12 @@ becomes a FAILED record saying whether the candidate or the environment (disk, m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +31,10 @@ from chipfit.space import ArchConfig, SearchSpace, create_space
 from chipfit.store import CandidateRecord, CandidateStore, classify_failure
 from chipfit.targets.target import Target
 from chipfit.train.augment import augment
+from chipfit.train.distill import Teacher
+
+if TYPE_CHECKING:
+    from chipfit.train.recipes import RecipeRunner
 
 log = get_logger(__name__)
 MIN_RUNG_PEERS = 3  # pruning starts once this many candidates have a rung-1 accuracy
@@ -87,6 +92,7 @@ class CandidateTrainer:
         self.field_over = fa.over if fa else "worst"
         self.optimize_field = fa is not None  # with a field budget the search optimises field accuracy
         self.stopped = ""  # why run() stopped
+        self._teacher: Teacher | bool | None = False  # False: not asked for yet; None: none (off, or failed)
 
     # -- preprocessing, cached per input recipe ---------------------------------------------------------
     def prepared(self, config: ArchConfig) -> _Prepared:
@@ -151,6 +157,110 @@ class CandidateTrainer:
                                          wall_seconds=time.monotonic() - t0)
         return base, None
 
+    # -- training recipes, teacher, QAT (chipfit.train.recipes, chipfit.train.distill, chipfit.quantize.qat) --
+    def recipe_runner(self, prep: _Prepared, *, seed: int) -> RecipeRunner:
+        """The contract's training recipe for these training rows, with the teacher's logits when distilling."""
+        from chipfit.train.recipes import RecipeRunner, resolve_recipe
+
+        r = self.s.recipe
+        teacher = self.teacher() if r.distill else None
+        recipe = resolve_recipe(r, modality=self.data.modality, y_train=prep.y_train,
+                                num_classes=self.data.num_classes, teacher=teacher is not None)
+        return RecipeRunner(recipe, prep.y_train, self.data.num_classes, seed=seed,
+                            teacher_logits=teacher.logits if teacher is not None else None)
+
+    def teacher(self) -> Teacher | None:
+        """The run's distillation teacher: loaded from the cache or trained once (None when it cannot be built;
+        the students then train on hard labels alone, and their records say so)."""
+        if self._teacher is not False:
+            return self._teacher  # type: ignore[return-value]
+        from chipfit.train.distill import TrainedTeacher, load_or_train, logits_of, teacher_config, teacher_root
+        from chipfit.train.plan import plan_training
+        from chipfit.train.recipes import RecipeRunner, resolve_recipe
+        from chipfit.train.trainer import Trainer, TrainSettings
+
+        r = self.s.recipe
+        config = teacher_config(self.data.modality, tuple(self.c.input_spec().shape or ()))
+        try:
+            prep = self.prepared(config)
+            epochs = r.teacher_epochs or self.s.epochs
+            recipe = resolve_recipe(r, modality=self.data.modality, y_train=prep.y_train,
+                                    num_classes=self.data.num_classes)
+            parts = {"fingerprint": self.data.fingerprint, "input_recipe": prep.pre.to_dict(), "seed": self.s.seed,
+                     "epochs": epochs, "batch_size": self.s.batch_size, "lr": self.s.lr, "rows": len(prep.y_train),
+                     "augment": [self.s.augment, self.s.augment_rate, [f.model_dump() for f in self.c.field]],
+                     "recipe": recipe.to_dict()}
+
+            def train() -> TrainedTeacher:
+                import torch
+
+                torch.manual_seed(self.s.seed * 100_003 + 99_991)
+                model = self.space.build(config)
+                plan = plan_training(len(prep.y_train), len(self.data.y_val), self.data.num_classes,
+                                     self.s.model_copy(update={"epochs": epochs}))
+                runner = RecipeRunner(recipe, prep.y_train, self.data.num_classes, seed=self.s.seed + 99_991)
+                tr = Trainer(model, prep.x_train, prep.y_train, prep.x_val, self.data.y_val,
+                             TrainSettings(batch_size=plan.batch_size, lr=self.s.lr, threads=self.s.threads,
+                                           seed=self.s.seed + 99_991, early_stop=plan.early_stop), recipe=runner)
+                runner.start(tr.opt, plan.steps)
+                res = tr.fit(plan.epochs)
+                return TrainedTeacher(logits_of(model, prep.x_train), res.val_accuracy, res.epochs, res.seconds,
+                                      model.state_dict())
+
+            t = load_or_train(teacher_root(r.teacher_cache, self.run_dir), parts, config, train)
+        except Exception as exc:  # a teacher that cannot be trained costs the students their distillation only
+            log.warning("no distillation teacher (%s: %s); students train on hard labels", type(exc).__name__, exc)
+            self._teacher = None
+            return None
+        self._teacher = t
+        with contextlib.suppress(OSError):
+            (self.run_dir / "teacher.json").write_text(json.dumps(t.summary(), indent=1))
+        return t
+
+    def teacher_note(self) -> dict[str, Any]:
+        """What a candidate record says about distillation: the teacher's cache key and accuracy, or why none."""
+        if not self.s.recipe.distill:
+            return {}
+        t = self._teacher
+        if not isinstance(t, Teacher):
+            return {"teacher": None}
+        return {"teacher": t.key, "teacher_val_accuracy": t.val_accuracy}
+
+    def maybe_qat(self, model: Any, prep: _Prepared, shape: tuple[int, ...], out: Path, calib: np.ndarray,
+                  acc_f: float, acc_q: float, *, seed: int) -> tuple[dict[str, Any] | None, float, float]:
+        """Quantization-aware fine-tuning when the int8 model lost more than ``qat_threshold`` of the float
+        model's validation accuracy: the fine-tuned model takes the same ONNX export, int8 quantization and ONNX
+        Runtime measurement, and replaces the candidate's files only when its int8 accuracy is higher.
+        Returns (what the record says, float accuracy, int8 accuracy) of the model kept."""
+        r = self.s.recipe
+        if not r.qat or not acc_f - acc_q > r.qat_threshold:
+            return None, acc_f, acc_q
+        import torch
+
+        from chipfit.quantize.int8 import export_onnx, onnx_accuracy, quantize_int8
+        from chipfit.quantize.qat import qat_finetune
+
+        tuned, res = qat_finetune(model, prep.x_train, prep.y_train, prep.x_val, self.data.y_val,
+                                  epochs=r.qat_epochs, lr=self.s.lr / 10, batch_size=self.s.batch_size, seed=seed)
+        fp = export_onnx(tuned, shape, out / "model.qat.onnx")
+        q = quantize_int8(fp, out / "model.qat.int8.onnx", calib)
+        f_after = onnx_accuracy(fp, prep.x_val, self.data.y_val, threads=self.s.threads)
+        q_after = onnx_accuracy(q, prep.x_val, self.data.y_val, threads=self.s.threads)
+        kept = q_after > acc_q
+        note = {"fine_tuned": True, "kept": kept, "epochs": res.epochs, "seconds": res.seconds,
+                "accuracy_float_before": acc_f, "accuracy_int8_before": acc_q,
+                "accuracy_float_after": f_after, "accuracy_int8_after": q_after, "threshold": r.qat_threshold}
+        if kept:  # the fine-tuned model is the candidate's model from here on
+            fp.replace(out / "model.onnx")
+            q.replace(out / "model.int8.onnx")
+            model.load_state_dict(tuned.state_dict())
+            torch.save(model.state_dict(), out / "model.pt")
+        else:
+            fp.unlink(missing_ok=True)
+            q.unlink(missing_ok=True)
+        log.info("QAT: int8 validation accuracy %.3f -> %.3f (%s)", acc_q, q_after, "kept" if kept else "not kept")
+        return note, (f_after if kept else acc_f), (q_after if kept else acc_q)
+
     def _rung_peers(self) -> list[float]:
         return [r.rung_accuracy for r in self.store.load() if r.rung_accuracy is not None]
 
@@ -168,7 +278,9 @@ class CandidateTrainer:
         model = self.space.build(config)
         trainer = Trainer(model, prep.x_train, prep.y_train, prep.x_val, self.data.y_val,
                           TrainSettings(batch_size=plan.batch_size, lr=self.s.lr, threads=self.s.threads,
-                                        seed=self.s.seed + base["id"], early_stop=plan.early_stop))
+                                        seed=self.s.seed + base["id"], early_stop=plan.early_stop),
+                          recipe=(runner := self.recipe_runner(prep, seed=self.s.seed + base["id"])))
+        runner.start(trainer.opt, plan.steps)
         rung = plan.rung_epochs
         self.cb.on_training(plan.epochs)
         first = trainer.fit(rung, deadline=deadline, on_epoch=self.cb.on_epoch)
@@ -195,6 +307,8 @@ class CandidateTrainer:
         (out / "preprocess.json").write_text(json.dumps(prep.pre.to_dict()))
         acc_f = onnx_accuracy(fp32, prep.x_val, self.data.y_val, threads=self.s.threads)
         acc_q = onnx_accuracy(int8, prep.x_val, self.data.y_val, threads=self.s.threads)
+        qat, acc_f, acc_q = self.maybe_qat(model, prep, shape, out, calib, acc_f, acc_q,
+                                           seed=self.s.seed + base["id"])
         acc_field = None
         if self.cases:
             accs = [onnx_accuracy(int8, xf, self.data.y_val, threads=self.s.threads) for xf in prep.x_val_field]
@@ -206,5 +320,5 @@ class CandidateTrainer:
         return CandidateRecord(**base, state="COMPLETE", reason=reason,
                                train_seconds=full.seconds, epochs=full.epochs, rung_accuracy=first.val_accuracy,
                                accuracy_float=acc_f, accuracy_int8=acc_q, accuracy_field_int8=acc_field,
-                               artifacts=rel,
+                               artifacts=rel, recipe={**runner.recipe.to_dict(), **self.teacher_note()}, qat=qat,
                                wall_seconds=time.monotonic() - t0)

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from chipfit.train.recipes import RecipeRunner
+
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -57,7 +59,7 @@ class Trainer:
     """Trains one model; call :meth:`fit` repeatedly with a growing epoch target."""
 
     def __init__(self, model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
-                 y_val: np.ndarray, settings: TrainSettings) -> None:
+                 y_val: np.ndarray, settings: TrainSettings, *, recipe: RecipeRunner | None = None) -> None:
         torch.set_num_threads(max(1, settings.threads))
         self.model = model
         self.s = settings
@@ -65,6 +67,7 @@ class Trainer:
         self.x_val, self.y_val = x_val, y_val
         self.opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
         self.loss = nn.CrossEntropyLoss()
+        self.recipe = recipe  # training recipe (chipfit.train.recipes): sampling order, batch transforms, loss
         self.gen = torch.Generator().manual_seed(settings.seed)
         self.epochs = 0
         self.steps = 0
@@ -91,15 +94,21 @@ class Trainer:
                 break
             t0 = time.perf_counter()
             self.model.train()
-            order = torch.randperm(n, generator=self.gen)
+            order = (self.recipe.order(n, self.gen) if self.recipe is not None
+                     else torch.randperm(n, generator=self.gen))
             for i in range(0, n, bs):
                 idx = order[i:i + bs]
                 if len(idx) < 2:
                     continue
                 self.opt.zero_grad(set_to_none=True)
-                loss = self.loss(self.model(self.x[idx]), self.y[idx])
+                if self.recipe is not None:
+                    loss = self.recipe.step_loss(self.model, self.x[idx], self.y[idx], idx)
+                else:
+                    loss = self.loss(self.model(self.x[idx]), self.y[idx])
                 loss.backward()
                 self.opt.step()
+                if self.recipe is not None:
+                    self.recipe.after_step()
                 self.steps += 1
             acc = accuracy(self.model, self.x_val, self.y_val)
             self.seconds += time.perf_counter() - t0
