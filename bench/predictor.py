@@ -1,16 +1,29 @@
-"""How well chipfit predicts host latency (ONNX Runtime, int8 QDQ, 1 thread) of networks it has not seen.
+"""How well chipfit predicts host latency (ONNX Runtime, int8, 1 thread) of networks it has not seen, measured in
+another process minutes after the calibration, with the machine's busy state beside every figure.
 
-* Calibration set: the probe networks ``chipfit calibrate --target host`` uses (50 by default, seed 1000): the
-  50 that cover a draw of 400 (k-means over each network's cost composition); also 50 random ones for comparison.
-* Test set: >= 100 other networks drawn at random from the same search spaces (seed 2000), minus any whose
-  architecture also appears in the calibration set.
-* Every network of both sets is measured twice, interleaved in one process (minimum over 5 rounds x 20
-  runs); the first pass judges the predictor, the second pass says how repeatable the measurement is.
-* Predictors compared on the test set: chipfit calibrated (the cost model with the fitted calibration, via
-  ``chipfit.profile``), a MACs-proportional baseline (a x MACs) and a MACs-affine one (a x MACs + b),
-  both fitted on the same calibration measurements, and chipfit's uncalibrated analytical host model.
+* Calibration: ``chipfit.measure.calibrate.calibrate`` exactly as ``chipfit calibrate --target host`` runs it
+  (80 probes: 50 covering a draw from chipfit's search spaces and 30 ordinary CNNs), for 5 draws (seeds
+  1000-1004; ordinary probes seeds 3000-3004). Each calibration is saved to a file first (the cache), with the
+  reference-workload timing it was taken with, and ``--allow-busy`` so that a busy machine is recorded, not
+  fatal.
+* Test sets, never used for calibration:
+  - *ordinary*: CNNs from :mod:`chipfit.measure.ordinary` with their own seed (4000): plain, separable, grouped
+    and residual blocks, pooling, 1-D and 2-D, kernels 1-7, strides 1-2, inputs up to 128, channel counts not
+    multiples of 8, exported to ONNX and quantized with ``onnxruntime.quantization.quantize_static`` called
+    directly (QDQ or QOperator, per-tensor or per-channel, int8 or uint8 activations, with or without
+    pre-processing);
+  - *search spaces*: networks drawn at random from chipfit's search spaces (seed 2000), minus any whose
+    architecture appears among the calibration probes.
+* Measurement: each test network is measured by a separate process (``python bench/predictor.py --measure``):
+  pass 1 after the first calibration, pass 2 after the other four, minutes later. Each pass times every
+  network interleaved (minimum over 10 rounds x 20 runs) with chipfit's reference workload in the rotation.
+* Predictions: ``chipfit.profile`` of each int8 file with each cached calibration, checked against the
+  reference timing of the measuring process (``CostModel(reference_ms=...)``: the calibration is rescaled
+  when the machine runs the reference at another speed than when it was calibrated), and without that check.
+* Noise floor: the same networks, pass 2 against pass 1 (two processes minutes apart), raw and rescaled by
+  each pass's reference timing.
 
-Run: ``python bench/predictor.py [--test 120] [--calibration 50]``.
+Run: ``python bench/predictor.py [--draws 5] [--ordinary 60] [--space 40]`` (about 10-15 minutes).
 """
 
 from __future__ import annotations
@@ -18,140 +31,189 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # repo root first (bench/profile.py shadows stdlib)
+# bench/profile.py would shadow the standard library's profile module; bench._report is imported from the root
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
+import json
+import logging
+import subprocess
 import tempfile
 import time
+from typing import Any
 
 import numpy as np
-from scipy.optimize import nnls
 
-from bench._report import table, write_section
-from chipfit import create_target, profile
-from chipfit.cost.calibration import fit_calibration
-from chipfit.cost.model import CostModel
-from chipfit.measure.calibrate import CALIBRATION_SEED, profile_probes
-from chipfit.measure.local import OrtRuntime
-from chipfit.measure.probes import make_probes
-
-TEST_SEED = 2000
+log = logging.getLogger("bench.predictor")
+ORDINARY_TEST_SEED = 4000
+SPACE_TEST_SEED = 2000
 
 
-def stats(pred: np.ndarray, meas: np.ndarray) -> tuple[float, float, float]:
-    rel = np.abs(pred / meas - 1)
-    return float(np.mean(rel <= 0.10)), float(np.mean(rel <= 0.20)), float(np.median(rel))
+def measure_main(manifest: Path, out: Path, rounds: int, runs: int) -> None:
+    """The measuring process: every file of the manifest, interleaved, with the reference in the rotation."""
+    from chipfit.measure.local import OrtRuntime
+
+    paths = json.loads(manifest.read_text())["paths"]
+    ms = OrtRuntime(threads=1).measure_many(paths, rounds=rounds, runs=runs, warmup=5, estimator="min")
+    out.write_text(json.dumps([m.to_dict() for m in ms]))
 
 
-def row(name: str, pred: np.ndarray, meas: np.ndarray, ncal: str) -> list[str]:
-    w10, w20, med = stats(pred, meas)
-    return [name, f"{w10:.1%}", f"{w20:.1%}", f"{med:.1%}", ncal]
+def run_pass(manifest: Path, out: Path, rounds: int, runs: int) -> list[Any]:
+    """Measure the manifest in a fresh process; its Measurements."""
+    from chipfit.measure.record import Measurement
+
+    t = time.time()
+    r = subprocess.run([sys.executable, __file__, "--measure", str(manifest), "--out", str(out), "--rounds",
+                        str(rounds), "--runs", str(runs)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"measuring process failed: {r.stderr[-2000:]}")
+    ms = [Measurement.from_dict(d) for d in json.loads(out.read_text())]
+    log.info("pass measured in %.0f s (another process): %s", time.time() - t, _state(ms[0]))
+    return ms
+
+
+def _state(m: Any) -> str:
+    if m.reference_ms is None:
+        return "reference not timed"
+    base = f"{m.reference_baseline_ms * 1e3:.0f}" if m.reference_baseline_ms else "-"
+    steal = f"{m.steal_pct:.1f}%" if m.steal_pct is not None else "n/a"
+    others = f"{m.others_cpu_pct:.0f}%" if m.others_cpu_pct is not None else "n/a"
+    return (f"reference {m.reference_ms * 1e3:.0f} us (baseline {base} us), steal {steal}, other processes {others} "
+            f"of the CPUs: " + (f"**BUSY** ({m.busy_reason})" if m.busy else "quiet"))
+
+
+def within(pred: np.ndarray, meas: np.ndarray, tol: float = 0.10) -> float:
+    return float(np.mean(np.abs(pred / meas - 1) <= tol))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--calibration", type=int, default=50)
-    ap.add_argument("--sizes", default="50,100,200",
-                    help="calibration-set sizes to compare (each its own covering draw)")
-    ap.add_argument("--test", type=int, default=120)
-    ap.add_argument("--seeds", type=int, default=5, help="calibration draws to compare (covering and random)")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--draws", type=int, default=5)
+    ap.add_argument("--probes", type=int, default=80)
+    ap.add_argument("--ordinary", type=int, default=60, help="ordinary test networks")
+    ap.add_argument("--space", type=int, default=40, help="search-space test networks")
+    ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--gap", type=float, default=120.0, help="least seconds between the two measuring passes")
+    ap.add_argument("--no-write", action="store_true", help="print only; do not touch BENCHMARKS.md")
+    ap.add_argument("--keep", type=Path, help="keep the networks, calibrations and passes in this folder")
     args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    for name in ("chipfit", "bench"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    if args.measure:
+        measure_main(args.measure, args.out, args.rounds, args.runs)
+        return
+
+    from bench._report import table, write_section
+    from chipfit import create_target, profile
+    from chipfit.cost.calibration import Calibration
+    from chipfit.cost.model import CostModel
+    from chipfit.measure.calibrate import CALIBRATION_SEED, calibrate
+    from chipfit.measure.ordinary import make_ordinary
+    from chipfit.measure.probes import make_probes, sample_configs
+
     t0 = time.time()
-    nc = args.calibration
-    with tempfile.TemporaryDirectory() as d:
-        sizes = sorted({nc, *(int(x) for x in args.sizes.split(",") if x)})
-        # what `chipfit calibrate --probes N` builds: N probes covering a larger draw (design="cover"); the
-        # default seed first, then other seeds to show how much the draw matters; random picks for comparison
-        sets: dict[str, list] = {f"cover{n}": make_probes(n, Path(d) / f"cover{n}", seed=CALIBRATION_SEED,
-                                                          design="cover") for n in sizes}
-        for k in range(1, args.seeds):
-            sets[f"cover{nc}-s{k}"] = make_probes(nc, Path(d) / f"cover-s{k}", seed=CALIBRATION_SEED + k,
-                                                  design="cover")
-        for k in range(args.seeds):
-            sets[f"random{nc}-s{k}"] = make_probes(nc, Path(d) / f"random-s{k}", seed=CALIBRATION_SEED + k)
-        seen = {(p.space, p.config.key) for ps in sets.values() for p in ps}
-        test = [p for p in make_probes(args.test + 60, Path(d) / "test", seed=TEST_SEED)
-                if (p.space, p.config.key) not in seen][:args.test]
-        groups = {**sets, "test": test}
-        paths = [p.path for g in groups.values() for p in g]
-        rt = OrtRuntime(threads=1)
-        passes = [rt.measure_many(paths, rounds=args.rounds, runs=args.runs) for _ in range(2)]
-        a = np.array([m.latency_ms for m in passes[0]])
-        b = np.array([m.latency_ms for m in passes[1]])
-        y: dict[str, np.ndarray] = {}
-        i = 0
-        for key, g in groups.items():
-            y[key] = a[i:i + len(g)]
-            i += len(g)
-        y_test = y["test"]
-        cal, y_cal = sets[f"cover{nc}"], y[f"cover{nc}"]
-        profiles = {key: profile_probes(rt, g) for key, g in sets.items()}  # per-node times, as calibrate does
-        calib = fit_calibration([p.graph for p in cal], y_cal, target="host", runtime="onnxruntime", dtype="int8",
-                                device=passes[0][0].device, estimator="min (interleaved)",
-                                runtime_version=passes[0][0].runtime, node_obs=profiles[f"cover{nc}"])
+    with tempfile.TemporaryDirectory(prefix="chipfit-bench-predictor-") as tmp:
+        d = args.keep or Path(tmp)
+        ordinary = make_ordinary(args.ordinary, d / "ordinary", seed=ORDINARY_TEST_SEED, prefix="test")
+        # search-space test networks: a random draw, minus the architectures any calibration draw could cover
+        seen = {(s, c.key) for k in range(args.draws) for s, _, c in
+                sample_configs(8 * (args.probes - round(args.probes * 3 / 8)), CALIBRATION_SEED + k)}
+        space = [p for p in make_probes(args.space + 20, d / "space", seed=SPACE_TEST_SEED)
+                 if (p.space, p.config.key) not in seen][:args.space]
+        tests = {"ordinary": ordinary, "search spaces": space}
+        files = [str(n.path) for ns in tests.values() for n in ns]
+        manifest = d / "manifest.json"
+        manifest.write_text(json.dumps({"paths": files}))
+        log.info("built %d ordinary and %d search-space test networks in %.0f s", len(ordinary), len(space),
+                 time.time() - t0)
+
+        cal_files: list[Path] = []
+        cal_s: list[float] = []
+        pass1: list[Any] = []
+        t_pass1 = 0.0
+        for k in range(args.draws):
+            tc = time.time()
+            cal = calibrate("host", probes=args.probes, seed=CALIBRATION_SEED + k, save=False, allow_busy=True,
+                            workdir=d / f"probes{k}")
+            cal_s.append(time.time() - tc)
+            cal_files.append(cal.save(d / f"calibration-{k}.json"))
+            log.info("draw %d calibrated in %.0f s; %s", k, cal_s[-1], "BUSY: " + cal.busy_reason if cal.busy
+                     else "quiet")
+            if k == 0:  # the first measuring pass, in another process, after the first calibration is cached
+                pass1 = run_pass(manifest, d / "pass1.json", args.rounds, args.runs)
+                t_pass1 = time.time()
+        wait = args.gap - (time.time() - t_pass1)
+        if wait > 0:
+            log.info("waiting %.0f s before the second pass", wait)
+            time.sleep(wait)
+        pass2 = run_pass(manifest, d / "pass2.json", args.rounds, args.runs)
+        gap_s = time.time() - t_pass1
+
         host = create_target("host")
-        cm = CostModel(calibrations=[calib], auto_calibration=False)
-        pred = np.array([profile(p.path, target=host, cost_model=cm).cost.latency_ms for p in test])
-        raw = np.array([profile(p.path, target=host, cost_model=CostModel(auto_calibration=False)).cost.latency_ms
-                        for p in test])
+        cals = [Calibration.load(p) for p in cal_files]
+        meas1 = np.array([m.latency_ms for m in pass1])
+        meas2 = np.array([m.latency_ms for m in pass2])
+        ref1 = pass1[0].reference_ms
+        preds_checked, preds_raw = [], []
+        for cal in cals:
+            cm = CostModel(calibrations=[cal], auto_calibration=False, reference_ms=ref1)
+            cm_raw = CostModel(calibrations=[cal], auto_calibration=False, reference_ms=cal.reference_ms)
+            preds_checked.append(np.array([profile(f, target=host, cost_model=cm).cost.latency_ms for f in files]))
+            preds_raw.append(np.array([profile(f, target=host, cost_model=cm_raw).cost.latency_ms for f in files]))
+        basis_example = profile(files[0], target=host, cost_model=CostModel(
+            calibrations=[cals[0]], auto_calibration=False, reference_ms=ref1)).cost
 
-        def predict(key: str, nodes: bool = True) -> np.ndarray:
-            c = fit_calibration([p.graph for p in sets[key]], y[key], target="host", runtime="onnxruntime",
-                                dtype="int8", device="d", estimator="min (interleaved)",
-                                node_obs=profiles[key] if nodes else None)
-            return np.array([c.predict_ms(p.graph) for p in test])
-
-        def key(kind: str, k: int) -> str:
-            return f"{kind}{nc}" + (f"-s{k}" if k or kind == "random" else "")
-
-        spread = {(kind, nodes): [stats(predict(key(kind, k), nodes), y_test) for k in range(args.seeds)]
-                  for kind in ("cover", "random") for nodes in (True, False)}
-        larger = [(n, predict(f"cover{n}")) for n in sizes if n != nc]
-    macs_cal = np.array([p.graph.macs for p in cal], float)
-    macs_test = np.array([p.graph.macs for p in test], float)
-    k, _ = nnls((macs_cal / y_cal)[:, None], np.ones(nc))
-    kb, _ = nnls(np.stack([macs_cal, np.ones(nc)], 1) / y_cal[:, None], np.ones(nc))
-    rep = np.abs(b / a - 1)
-    rows = [
-        row(f"chipfit, calibrated (chipfit calibrate --probes {nc}, then chipfit profile)", pred, y_test, str(nc)),
-        row("baseline: a x MACs", k[0] * macs_test, y_test, str(nc)),
-        row("baseline: a x MACs + b", kb[0] * macs_test + kb[1], y_test, str(nc)),
-        row("chipfit, uncalibrated (measured host peaks x est. efficiency)", raw, y_test, "0"),
-        ["measurement repeatability (pass 2 vs pass 1, all networks)", f"{np.mean(rep <= .10):.1%}",
-         f"{np.mean(rep <= .20):.1%}", f"{np.median(rep):.1%}", "-"],
-    ]
-    for (kind, nodes), w in spread.items():
-        w = np.array(w)
-        label = ("covering" if kind == "cover" else "random") + " probes" + (" with per-node profiles" if nodes else
-                                                                            ", totals only")
-        rows.append([f"chipfit, {nc} {label}, {args.seeds} draws: mean (min-max)",
-                     f"{w[:, 0].mean():.1%} ({w[:, 0].min():.1%}-{w[:, 0].max():.1%})",
-                     f"{w[:, 1].mean():.1%} ({w[:, 1].min():.1%}-{w[:, 1].max():.1%})",
-                     f"{w[:, 2].mean():.1%}", str(nc)])
-    rows += [row(f"chipfit, calibrated on {n} covering probes with per-node profiles", p_n, y_test, str(n))
-             for n, p_n in larger]
-    body = table(["predictor (test set)", "within ±10%", "within ±20%", "median abs error",
-                  "calibration measurements"], rows)
-    lo, hi = np.percentile(y_test, [0, 100])
-    spaces = sorted({p.space for p in test})
-    body += (f"\n\n{len(test)} test networks (latency {lo * 1e3:.0f}-{hi * 1e3:.0f} us; MACs "
-             f"{macs_test.min():,.0f}-{macs_test.max():,.0f}) from the {', '.join(spaces)} search spaces, none "
-             f"used for calibration; calibration probes cover a larger draw (seed {CALIBRATION_SEED}) as "
-             f"`chipfit calibrate` does (the first row uses its default seed); the draws rows repeat that with "
-             f"seeds {CALIBRATION_SEED}-{CALIBRATION_SEED + args.seeds - 1}, and with the first {nc} of each draw "
-             f"taken at random instead. "
-             f"Measured: {passes[0][0].runtime} on "
-             f"{passes[0][0].device}; estimator: {passes[0][0].estimator.split(' interleaved')[0]}, all "
-             f"{len(paths)} networks interleaved, two passes. Predicted: int8 QDQ ONNX files read by "
-             f"`chipfit profile`. The feature set and its padding widths were chosen on separate exploratory "
-             f"draws (seeds 7 and 8) and a timing study of 360 single-layer models, not on these sets. "
-             f"Calibration in-sample: median error "
-             f"{calib.fit.median_abs_error:.1%}, {calib.fit.within_10:.0%} within ±10%. "
-             f"Goal: >= 95% within ±10% with <= 50 calibration measurements. Wall time {time.time() - t0:.0f} s.\n")
+    groups: dict[str, slice] = {}
+    i = 0
+    for name, ns in tests.items():
+        groups[name] = slice(i, i + len(ns))
+        i += len(ns)
+    rows = []
+    for label, preds in (("calibrated, checked against the reference (shipped path)", preds_checked),
+                         ("calibrated, reference check off", preds_raw)):
+        for name, sl in groups.items():
+            w = [within(p[sl], meas1[sl]) for p in preds]
+            med = [float(np.median(np.abs(p[sl] / meas1[sl] - 1))) for p in preds]
+            rows.append([label, name, f"{groups[name].stop - groups[name].start}", f"**{np.mean(w):.1%}**",
+                         " / ".join(f"{x:.0%}" for x in w), f"{np.mean(med):.1%}"])
+    rep_raw = np.abs(meas2 / meas1 - 1)
+    resc2 = np.array([b.rescaled_ms(a.reference_ms) for a, b in zip(pass1, pass2, strict=True)])
+    rep_resc = np.abs(resc2 / meas1 - 1)
+    for label, rep in (("repeatability: pass 2 vs pass 1, raw", rep_raw),
+                       ("repeatability: pass 2 rescaled by the reference to pass 1", rep_resc)):
+        for name, sl in groups.items():
+            rows.append([label, name, f"{sl.stop - sl.start}", f"**{np.mean(rep[sl] <= .10):.1%}**", "-",
+                         f"{np.median(rep[sl]):.1%}"])
+    body = table(["figure", "test set", "networks", "within ±10% (mean of draws)",
+                  f"each of {args.draws} draws", "median abs error"], rows)
+    cal_lines = [f"- draw {k} (seed {CALIBRATION_SEED + k}, {c.measurements} probes, {cal_s[k]:.0f} s): reference "
+                 f"{c.reference_ms * 1e3:.0f} us" + (f" (baseline {c.reference_baseline_ms * 1e3:.0f} us)"
+                                                      if c.reference_baseline_ms else "")
+                 + (f", **BUSY** ({c.busy_reason})" if c.busy else ", quiet")
+                 + (f"; in-sample median error {c.fit.median_abs_error:.1%}" if c.fit else "")
+                 for k, c in enumerate(cals) if c.reference_ms is not None]
+    lat = meas1
+    body += ("\n\nMachine state (chipfit's reference workload timed beside the models; steal and other "
+             "processes' CPU from /proc/stat):\n\n"
+             + "\n".join(cal_lines)
+             + f"\n- measuring pass 1 (another process): {_state(pass1[0])}"
+             + f"\n- measuring pass 2 (another process, {gap_s / 60:.1f} min later): {_state(pass2[0])}\n\n"
+             f"Test networks: {len(ordinary)} ordinary CNNs (seed {ORDINARY_TEST_SEED}; "
+             f"{sum(n.config.quant['format'] == 'QOperator' for n in ordinary)} QOperator, "
+             f"{sum(n.config.dims == 1 for n in ordinary)} 1-D) and {len(space)} search-space networks (seed "
+             f"{SPACE_TEST_SEED}), latencies {lat.min() * 1e3:.0f}-{lat.max() * 1e3:.0f} us, judged against pass 1 "
+             f"(min of {args.rounds} x {args.runs} runs, interleaved). Goal: >= 90% within ±10% on the ordinary "
+             f"set, >= 95% on search-space networks, repeatability >= 95% within ±10%. Predictions by "
+             f"`chipfit.profile` with each cached calibration; e.g. basis '{basis_example.basis}', source "
+             f"'{basis_example.efficiency_source.split('; ')[-1]}'. Wall time {time.time() - t0:.0f} s.\n")
     print(body)
-    write_section("Latency predictor vs measurement (bench/predictor.py)", body)
+    if not args.no_write:
+        write_section("Latency predictor vs measurement (bench/predictor.py)", body)
 
 
 if __name__ == "__main__":

@@ -992,9 +992,16 @@ def calibrate_cmd(
     model: Annotated[list[Path] | None, typer.Option("--model", help="With --serial: the .tflite flashed on the "
                                                      "board (default: the MLPerf Tiny model of its size).")] = None,
     rounds: Annotated[int, typer.Option(min=1, max=100, help="With --serial: runs per model (minimum kept).")] = 3,
+    allow_busy: Annotated[bool, typer.Option("--allow-busy", help="Calibrate even when chipfit's reference "
+                                             "workload shows the machine busy (recorded in the calibration).")]
+    = False,
+    wait: Annotated[float, typer.Option("--wait", min=0, help="When the machine is busy, wait up to this many "
+                                        "seconds for it to calm down before refusing.")] = 0.0,
 ) -> None:
     """Measure generated probe networks on a runtime and fit the cost model to them; later `profile`, `check`
-    and `run` on that target use the calibration. With --serial: measure the model flashed on a real board and
+    and `run` on that target use the calibration. Refuses while the machine is busy (a fixed reference
+    workload runs slower than its quiet baseline, or the hypervisor steals CPU time) unless --allow-busy.
+    With --serial: measure the model flashed on a real board and
     fit the board's cycles per instruction (run it once per model you flash; the CPI averages them)."""
     from chipfit.cost.calibration import calibration_path
     from chipfit.measure.calibrate import calibrate
@@ -1022,7 +1029,7 @@ def calibrate_cmd(
             rt = AgentRuntime(agent, read_token(token_file))
         elif token_file is not None:
             raise UsageError("--token-file is used only with --agent URL; given --token-file alone.")
-        cal = calibrate(t.name, runtime=rt, probes=probes, dtype=dtype)
+        cal = calibrate(t.name, runtime=rt, probes=probes, dtype=dtype, allow_busy=allow_busy, wait_s=wait)
         path = calibration_path(t.name, cal.runtime, dtype, cal.device)
     if as_json:
         _json({**cal.to_dict(), "path": str(path)})
@@ -1035,7 +1042,12 @@ def calibrate_cmd(
                  ("estimator", cal.estimator),
                  ("fit (in-sample)", f"median error {fit.median_abs_error:.1%}, {fit.within_10:.0%} within ±10%, "
                                      f"{fit.within_20:.0%} within ±20%" if fit else "-"),
-                 ("feature costs", f"{len(cal.coefficients)} non-zero (scheme {cal.scheme})"), ("saved to", str(path))):
+                 ("feature costs", f"{len(cal.coefficients)} non-zero (scheme {cal.scheme})"),
+                 ("machine", "not checked" if cal.reference_ms is None else
+                  f"reference workload {cal.reference_ms * 1e3:.0f} us"
+                  + (f" (baseline {cal.reference_baseline_ms * 1e3:.0f} us)" if cal.reference_baseline_ms else "")
+                  + (f"; BUSY: {cal.busy_reason}" if cal.busy else "; quiet")),
+                 ("saved to", str(path))):
         table.add_row(k, v)
     out.print(table)
 

@@ -6,14 +6,18 @@ instead fits, by non-negative least squares on relative error, the cost of each 
 MACs per op class (with the channel padding vectorised kernels pay), per-node overheads, the elements a
 node reads and writes, and two effects found by profiling ONNX Runtime on x86 (``chipfit/measure``):
 
-- a first convolution over 1-3 input channels runs an unvectorised im2col (cost per im2col element, one for a
+- a first convolution over 1-7 input channels runs an unvectorised im2col (cost per im2col element, one for a
   single input channel and one for two or three);
 - GEMM-based convolutions pad output channels to 16 and the reduction to 4, and fewer than 16 output channels
   run a slower narrow kernel; depthwise convolutions pad channels to 32 and pay more when not 16-aligned;
 - a 1-D convolution has its own fixed cost per node (it runs as a 2-D one of height 1);
 - a convolution whose input or output feeds several nodes (a residual block) is not fused into
   ``QLinearConv`` by ONNX Runtime's QDQ optimiser and runs in float between Dequantize/Quantize nodes (a
-  QOperator file's ``QLinearConv`` stays quantized).
+  QOperator file's ``QLinearConv`` stays quantized); it dequantizes its weights on every run;
+- QDQ convolutions on uint8 activations are fused even where they fan out, and run a kernel of their own;
+- a windowed (not global) pool costs per output x window;
+- a QOperator ``QLinearConv`` on int8 (rather than uint8) activations runs an unvectorised path, ~6x the
+  time per MAC (ONNX Runtime warns about it when quantizing).
 
 The prediction of a graph is the sum of its nodes' feature costs plus a fixed per-inference cost; the
 per-node sums become the per-layer latencies of the :class:`~chipfit.cost.model.Cost`.
@@ -30,6 +34,7 @@ from __future__ import annotations
 import collections
 import datetime as _dt
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,7 +45,7 @@ import numpy as np
 from chipfit.errors import MeasurementError
 from chipfit.graph.opgraph import OpGraph
 
-SCHEME = "cpu-features-v4"
+SCHEME = "cpu-features-v5"
 # Vector widths the kernels pad to, found by timing 360 single-layer int8 models with ONNX Runtime on x86 and
 # checked on an exploratory probe set (seed 7): GEMM output channels to 16 (fewer than 16 output channels run a
 # slower narrow kernel), reduction depth to 4, depthwise channels to 32 (and 16-channel alignment).
@@ -75,27 +80,75 @@ def node_features(graph: OpGraph) -> list[dict[str, float]]:
             pix = max(1, out_n // max(1, cout))
             taps = n.macs // max(1, out_n) if c == "depthwise" else n.macs // max(1, pix * cout)
             # QOperator files already hold QLinearConv, which ONNX Runtime runs quantized whatever feeds it
-            fans = c != "dense" and not n.op_type.startswith("QLinear") and (
+            # (on uint8 activations it fuses them anyway)
+            fans = c != "dense" and not n.op_type.startswith("QLinear") and n.attrs.get("act_dtype") != "uint8" and (
                 consumers[n.inputs[0]] > 1 or consumers[n.outputs[0]] > 1)
-            if fans:
-                f.update(fmacs=n.macs, fnodes=1.0, fio=in_n + out_n)
-            elif c == "conv" and cin < 4:
+            kxk = bool(n.kernel) and math.prod(n.kernel) > 1
+            if n.attrs.get("quant") == "qoperator" and n.attrs.get("act_dtype") == "int8" and c != "dense":
+                # QLinearConv on int8 (not uint8) activations: ONNX Runtime's slow, unvectorised x86 path
+                f.update({"s8op_n": 1.0, "s8op_dw_macs" if c == "depthwise" else "s8op_macs": n.macs})
+            elif fans:
+                # runs in float between Dequantize/Quantize nodes, dequantizing its weights on every run
+                f.update(fmacs=n.macs, fnodes=1.0, fio=in_n + out_n, fweights=n.weights)
+                if kxk:
+                    f["fim2col"] = pix * taps
+            elif c == "conv" and cin < 8:
                 # one input channel gathers differently from three (the im2col cost differs by ~2x)
                 f.update({"stem_n": 1.0, f"stem_im2col_c{min(cin, 3)}": pix * taps, "stem_macs": n.macs,
                           "stem_out": out_n})
             elif c == "depthwise":
                 f.update(pmacs_dw=pix * _up(cout, _DW_C) * taps, in_dw=in_n, out_dw=out_n)
+                if n.attrs.get("act_dtype") == "uint8":  # uint8 depthwise runs a slower kernel
+                    f["u8_dw_macs"] = n.macs
                 if cout % _DW_VEC:
                     f["dw_unal"] = n.macs
             else:
-                narrow = c == "conv" and cout < _CONV_N
-                f[f"narrow_{c}" if narrow else f"pmacs_{c}"] = pix * _up(cout, _CONV_N) * _up(taps, _CONV_K)
+                # a grouped convolution runs one GEMM per group, each padded on its own
+                g = max(1, cin * math.prod(n.kernel) // max(1, taps)) if c == "conv" and n.kernel else 1
+                g = g if g > 1 and cout % g == 0 and cin % g == 0 else 1
+                narrow = c == "conv" and cout // g < _CONV_N
+                f[f"narrow_{c}" if narrow else f"pmacs_{c}"] = pix * g * _up(cout // g, _CONV_N) * _up(taps, _CONV_K)
+                if c == "conv" and n.attrs.get("act_dtype") == "uint8":  # uint8 x int8 runs another kernel
+                    f["u8_pmacs"] = pix * g * _up(cout // g, _CONV_N) * _up(taps, _CONV_K)
                 f[f"im2col_{c}"] = pix * taps
                 f[f"out_{c}"] = pix * _up(cout, _CONV_N)
         else:
             f[f"elems_{c}"] = in_n + out_n
+            if c == "pool" and n.kernel and math.prod(n.kernel) > 1 and "Max" not in n.op_type:
+                f["pool_win"] = out_n * math.prod(n.kernel)  # a windowed average reads k x k per output
         out.append(f)
+    if graph.source == "onnx" and any(n.attrs.get("act_dtype") for n in graph.nodes):
+        _nhwc_runs(graph, out)
     return out
+
+
+def _nhwc_runs(graph: OpGraph, feats: list[dict[str, float]]) -> None:
+    """ONNX Runtime runs quantized convolutions and pools in NHWC and transposes at each end of a run of them:
+    per run, a fixed cost (``nhwc_runs``) and the elements transposed in and out (``nhwc_edge``), booked on the
+    run's first node. A float fallback (a fanned-out QDQ convolution), a dense layer or a reshape ends a run;
+    element-wise adds do not."""
+    start: int | None = None
+    last_out = 0
+
+    def close(i: int | None) -> None:
+        if i is not None:
+            feats[i]["nhwc_edge"] = feats[i].get("nhwc_edge", 0.0) + last_out
+
+    for i, (n, f) in enumerate(zip(graph.nodes, feats, strict=True)):
+        c = n.op.value
+        nhwc = (c in ("conv", "depthwise") and "fmacs" not in f) or (c == "pool" and start is not None)
+        if nhwc:
+            outs = [graph.tensors[t].numel for t in n.outputs if t in graph.tensors]
+            if start is None:
+                start = i
+                ins = [graph.tensors[t].numel for t in n.inputs if t in graph.tensors]
+                f["nhwc_runs"] = 1.0
+                f["nhwc_edge"] = float(ins[0]) if ins else 0.0
+            last_out = outs[0] if outs else 0
+        elif c != "add" and not n.op.is_alias:
+            close(start)
+            start = None
+    close(start)
 
 
 def graph_features(graph: OpGraph) -> dict[str, float]:
@@ -156,7 +209,7 @@ class Calibration:
         (1.25, 1.0)
         """
         if self.reference_ms is None or not reference_now_ms:
-            why = "the calibration has no reference timing (made before chipfit timed one)" if \
+            why = "the calibration has no reference timing (its runtime timed none, or it predates them)" if \
                 self.reference_ms is None else "no reference timing of this machine now"
             return 1.0, f"machine speed not checked: {why}"
         r = reference_now_ms / self.reference_ms
@@ -222,7 +275,8 @@ class Calibration:
 _PROFILED = (
     (("conv", "depthwise"), ("QLinearConv", "Conv", "FusedConv", "NhwcFusedConv", "NchwcConv")),
     (("dense",), ("QGemm", "Gemm", "FusedGemm", "MatMul", "MatMulInteger", "QLinearMatMul")),
-    (("pool",), ("QLinearGlobalAveragePool", "GlobalAveragePool", "QLinearAveragePool", "AveragePool", "MaxPool")),
+    (("pool",), ("QLinearGlobalAveragePool", "GlobalAveragePool", "QLinearAveragePool", "AveragePool", "MaxPool",
+                 "NhwcMaxPool")),
 )
 # Costs a node profile cannot see (per-node fixed costs include the profiler's own; glue nodes are not mapped).
 _UNPROFILED_PREFIXES = ("const", "nodes", "fnodes", "stem_n", "fio", "elems_")

@@ -119,16 +119,24 @@ class CostModel:
     (:class:`~chipfit.cost.calibration.Calibration`) that replace the analytical latency for the target x
     runtime x dtype they were measured on; ``calibration`` is a legacy per-class scale on the analytical one.
     With ``auto_calibration`` (the default) a calibration cached by ``chipfit calibrate`` is picked up: for
-    ``host`` the one made on this machine, for a board the newest one made through its agent."""
+    ``host`` the one made on this machine, for a board the newest one made through its agent.
+
+    A calibration keeps the time the machine took for chipfit's reference workload when it was measured; when
+    it is used, that time is checked against ``reference_ms`` (the machine's reference time now, as a caller
+    that has just measured it gives it), else against this machine's quiet baseline in the cache (``host``
+    only). Where they differ by more than 5 %, the calibrated latency is rescaled by their ratio and the
+    prediction's ``basis`` and ``efficiency_source`` say so."""
 
     def __init__(self, calibration: dict[str, float] | None = None, *,
                  calibrations: Sequence[Calibration] = (), auto_calibration: bool = True,
-                 cpi_calibrations: Sequence[CpiCalibration] = ()) -> None:
+                 cpi_calibrations: Sequence[CpiCalibration] = (), reference_ms: float | None = None) -> None:
+        self.reference_ms = reference_ms  # the machine's reference-workload time now, if the caller measured it
         self.calibration = dict(calibration or {})
         self.calibrations = tuple(calibrations)
         self.cpi_calibrations = tuple(cpi_calibrations)  # boards' cycles per instruction (calibrate --serial)
         self.auto_calibration = auto_calibration
         self._found: dict[tuple[str, str, str, str], Calibration | None] = {}
+        self._warned: set[tuple[str, float]] = set()
 
     @classmethod
     def for_run(cls, run_dir: str | Path) -> CostModel:
@@ -212,8 +220,10 @@ class CostModel:
                     return 0
                 return info.nbytes() if graph.source == "tflite" else info.numel * act_bytes
 
+            # CMSIS-NN's scratch buffers follow the core's code path: Helium (MVE), DSP or plain C
+            isa = "mve" if ct.mve else "dsp" if ct.dsp else "none"
             arena, persistent, _ = tflm_ram(graph, tensor_bytes, kernels="cmsis-nn" if rt_name == "tflm-cmsis-nn"
-                                            else "reference")
+                                            else "reference", isa=isa)
         else:
             arena = plan(buffers(graph, nbytes))
         step0 = 1 if tflm else 0  # TFLM's step of node i is i + 1
@@ -231,6 +241,9 @@ class CostModel:
         peak_macs_s = peak * 1e9 if peak else None  # measured peak (the host), used with the runtime's efficiency share
         cal = self.calibration_for(target, rt_name, dtype)
         cal_ms = cal.node_ms(graph) if cal is not None else None
+        speed, speed_words = self._speed_check(cal, target) if cal is not None else (1.0, "")
+        if cal_ms is not None and speed != 1.0:
+            cal_ms = [v * speed for v in cal_ms]
         ins = None  # the instruction path: emulated instructions per layer x the board's cycles per instruction
         if cal is None and acc is None and dtype == "int8" and ct.family == "mcu":
             ins = self._instructions(graph, target, rt_name, rt_version, on_board)
@@ -238,7 +251,7 @@ class CostModel:
         # flash wait states are hidden; a board that pays them runs its CPU layers that much slower per cycle
         mem_f, mem_note = memory_factor(target.memory, target.clock_mhz) if ct.family == "mcu" else (1.0, "")
         if cal is not None:
-            total_s += cal.coefficients.get("const", 0.0) / 1e3
+            total_s += cal.coefficients.get("const", 0.0) * speed / 1e3
         for i, n in enumerate(graph.nodes):
             if n.op.value not in rt.ops or (n.op is OpClass.OTHER and n.op_type not in rt.ops):
                 unsupported.append(f"op {n.op_type} ({n.name}): not supported by {rt_name}")
@@ -311,7 +324,7 @@ class CostModel:
         path = "calibrated" if cal is not None else eff.path + (f" (CPU part; {acc.kind} analytical)" if acc else "")
         stated = mcu and cal is None and acc is None  # cross-validated only for a CPU-only microcontroller
         lat_iv = eff.interval if stated else None
-        source = cal.describe() if cal is not None else eff.source
+        source = cal.describe() + f"; {speed_words}" if cal is not None else eff.source
         if ins is not None:
             path, lat_iv, source = ins.path, ins.interval, ins.describe(len(graph.nodes))
         if lat_iv is not None and mem_f != 1.0 and cal is None and ins is None:
@@ -328,13 +341,34 @@ class CostModel:
             arena_lower_bound_bytes=arena.lower_bound, frontend_ram_bytes=int(frontend_ram_bytes),
             latency_ms=latency_ms, energy_mj=energy_mj, layers=tuple(layers), unsupported=tuple(unsupported),
             efficiency_source=source,
-            basis=basis + (" (calibrated)" if cal is not None else ""), arena_plan=_plan_dict(arena),
+            basis=basis + ((" (calibrated" + (f"; rescaled x{speed:.3f} to the machine's speed by the reference "
+                                              "workload)" if speed != 1.0 else ")")) if cal is not None else ""),
+            arena_plan=_plan_dict(arena),
             runtime_version=rt_version, predicted_by=path,
             latency_interval_ms=(latency_ms * lat_iv[0], latency_ms * lat_iv[1]) if lat_iv else None,
             energy_interval_mj=(energy_mj * en_iv[0], energy_mj * en_iv[1]) if en_iv else None,
             power_source=power_source, energy_predicted_by=f"{path} x power: {power_path}",
             memory_factor=mem_f, memory_note=mem_note,
         )
+
+    def _speed_check(self, cal: Calibration, target: Target) -> tuple[float, str]:
+        """The calibration's reference timing against the machine's now (``reference_ms``), else against the
+        quiet baseline this machine keeps in the cache (host only): ``(scale, words)``."""
+        from chipfit.cost.calibration import read_reference_baseline
+
+        now, what = self.reference_ms, "measured now"
+        if now is None and target.origin == "host" and cal.reference_id:
+            rec = read_reference_baseline(cal.reference_id)
+            now, what = (float(rec["min_ms"]), "this machine's quiet baseline") if rec else (None, "")
+        scale, words = cal.reference_scale(now)
+        if scale != 1.0:
+            key = (cal.created, round(scale, 3))
+            if key not in self._warned:
+                self._warned.add(key)
+                _log.warning("the %s calibration was measured while the machine ran chipfit's reference workload "
+                             "%.0f%% %s than %s: its latencies are rescaled x%.3f", cal.target,
+                             abs(1 / scale - 1) * 100, "slower" if scale < 1 else "faster", what, scale)
+        return scale, words + (f" ({what})" if what and now is not None else "")
 
     def _instructions(self, graph: OpGraph, target: Target, runtime: str, version: str | None,
                       on_board: bool) -> InstructionEstimate | None:

@@ -12,6 +12,7 @@ ONNX's own inference does not know and chipfit infers itself.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +224,7 @@ def _build(mo: onnx.ModelProto, label: str) -> OpGraph:
                                  f"dimension ({info[gi].shape if gi in info else 'none'}); export with a fixed input "
                                  "size.")
     alias: dict[str, str] = {}
+    qtype: dict[str, str] = {}
     nodes: list[Node] = []
     for i, n in enumerate(mo.graph.node):
         ins = [x for x in n.input if x]
@@ -235,6 +237,8 @@ def _build(mo: onnx.ModelProto, label: str) -> OpGraph:
         act_in = tuple(alias.get(x, x) for x in ins if x not in const)
         out = n.output[0]
         nname = n.name or f"{n.op_type}_{i}"
+        if n.op_type == "QuantizeLinear" and act_in and len(n.input) > 2 and n.input[2] in inits:
+            qtype[act_in[0]] = _ONNX_DTYPES.get(inits[n.input[2]].data_type, "int8")  # QDQ: the activation's int type
         if n.op_type in _ALIAS and act_in:
             same = act_in[0] in info and out in info and info[out].shape == info[act_in[0]].shape
             if same or out not in info:
@@ -246,6 +250,12 @@ def _build(mo: onnx.ModelProto, label: str) -> OpGraph:
             raise ModelFileError(f"ONNX node '{nname}' ({n.op_type}) of '{label}': shape inference gave no shape "
                                  f"for its output '{out}'; export with static shapes.")
         node = _node(n, nname, act_in, out, info, const_arr)
+        if node.op.counts_macs and act_in:  # the integer type the activations run in (QDQ or QOperator)
+            a = qtype.get(act_in[0]) or (info[act_in[0]].dtype if act_in[0] in info else None)
+            if a in ("int8", "uint8"):
+                node = replace(node, attrs={**node.attrs, "act_dtype": a,
+                                            "quant": "qoperator" if n.op_type.startswith(("QLinear", "QGemm"))
+                                            else "qdq"})
         nodes.append(node)
     outputs = tuple(alias.get(o.name, o.name) for o in mo.graph.output)
     tensors = {k: v for k, v in info.items() if k not in alias}

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from chipfit.measure.record import Measurement
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PROBES = 50
+DEFAULT_PROBES = 80  # 50 covering the search spaces + 30 ordinary CNNs
 CALIBRATION_SEED = 1000  # probe draws for calibration; bench/predictor.py judges on other seeds
 
 
@@ -95,35 +96,90 @@ def profile_probes(runtime: Runtime, probes: list[Any],
     return obs
 
 
+class BusyMachineError(MeasurementError):
+    """``chipfit calibrate`` refused: the machine was busy (its reference workload ran slow, or steal was high)."""
+
+
+def _refuse(state: Any, when: str) -> BusyMachineError:
+    return BusyMachineError(
+        f"the machine is busy {when}: {state.busy_reason}. A calibration taken now would price every later "
+        "prediction at this slower speed. Expected a quiet machine (reference workload within "
+        "15% of its baseline, steal under 5%). Stop other jobs, or wait for them (--wait SECONDS), or calibrate "
+        "anyway with --allow-busy (the calibration then records that it was taken busy and is rescaled by the "
+        "reference when used).")
+
+
 def calibrate(target: str = "host", *, runtime: Runtime | None = None, probes: int = DEFAULT_PROBES,
               dtype: str = "int8", seed: int = CALIBRATION_SEED, rounds: int = 5, runs: int = 20,
               workdir: str | Path | None = None, save: bool = True, runtime_name: str = "onnxruntime",
-              profile: bool = True) -> Calibration:
-    """Build ``probes`` networks from chipfit's search spaces, measure them on ``runtime`` (default: ONNX
-    Runtime, one thread, on this machine), fit the feature costs and (``save``) cache the result where
+              profile: bool = True, ordinary: int | None = None, allow_busy: bool = False,
+              wait_s: float = 0.0) -> Calibration:
+    """Build ``probes`` networks, measure them on ``runtime`` (default: ONNX Runtime, one thread, on this
+    machine), fit the feature costs and (``save``) cache the result where
     :func:`chipfit.cost.calibration.find_calibration` finds it. With ``profile`` and a runtime that can profile
-    per node (ONNX Runtime here), the probes' per-node times inform the fit too."""
+    per node (ONNX Runtime here), the probes' per-node times inform the fit too.
+
+    The probes are ``probes - ordinary`` networks covering a draw from chipfit's search spaces and
+    ``ordinary`` (default: 3/8 of ``probes``) ordinary CNNs quantized by ``quantize_static`` as a user would
+    (:mod:`chipfit.measure.ordinary`), so users' own int8 files are priced from measurements of their op mix.
+
+    On this machine the fixed reference workload is timed first and beside the probes
+    (:mod:`chipfit.measure.reference`): a busy machine is waited for up to ``wait_s`` seconds, then refused
+    (:class:`BusyMachineError`) unless ``allow_busy``. The calibration keeps the reference timing it was
+    taken with, and the cost model checks it whenever it uses the calibration."""
+    from chipfit.measure.ordinary import ORDINARY_CALIBRATION_SEED, make_ordinary
     from chipfit.measure.probes import make_probes
 
     if probes < 3:
         raise UsageError(f"calibration needs at least 3 probe networks; given {probes}.")
+    n_ord = round(probes * 3 / 8) if ordinary is None else int(ordinary)
+    if not 0 <= n_ord <= probes - 2:
+        raise UsageError(f"ordinary probes must be between 0 and probes - 2 ({probes - 2}); given {n_ord}.")
     rt = runtime or default_runtime(target)
     if probes < 30:
         log.warning("calibrating on %d probes: the fit has about 25 feature costs, so expect large errors "
                     "(50 probes gave a median error of ~4%% on unseen networks, BENCHMARKS.md)", probes)
+    if rt.local:
+        from chipfit.measure.reference import wait_until_quiet
+
+        state = wait_until_quiet(wait_s, threads=rt.threads)
+        log.info("machine before calibrating: %s", state.describe())
+        if state.busy and not allow_busy:
+            raise _refuse(state, "before calibrating" + (f" (waited {wait_s:g} s)" if wait_s else ""))
     with tempfile.TemporaryDirectory(prefix="chipfit-probes-") as tmp:
         d = Path(workdir) if workdir else Path(tmp)
-        built = make_probes(probes, d, seed=seed, dtype=dtype, design="cover")
+        built: list[Any] = make_probes(probes - n_ord, d, seed=seed, dtype=dtype, design="cover")
+        if n_ord and dtype == "int8":
+            built += make_ordinary(n_ord, d, seed=ORDINARY_CALIBRATION_SEED + seed - CALIBRATION_SEED)
         log.info("measuring %d probe networks on %s", len(built), rt.describe())
         files = [inspect_model(p.path) for p in built]  # read once: timed, then profiled
         ms = measure_probes(rt, files, rounds=rounds, runs=runs)
         node_obs = profile_probes(rt, built, files) if profile else None
+    busy = [m for m in ms if m.busy]
+    if busy and not allow_busy:
+        raise _refuse(busy[0], f"while the probes were measured ({len(busy)} of {len(ms)} measurements)")
+    refs = [m.reference_ms for m in ms if m.reference_ms is not None]
+    ref = float(np.median(refs)) if refs else None
+    ref_id = ""
+    if ref is not None and rt.local:
+        from chipfit.measure.reference import baseline_key
+
+        ref_id = baseline_key(rt.threads)
     cal = fit_calibration([p.graph for p in built], [m.latency_ms for m in ms], target=target, runtime=runtime_name,
                           node_obs=node_obs,
                           dtype=dtype, device=ms[0].device, estimator=ms[0].estimator.split(" interleaved")[0]
                           + " (interleaved)", runtime_version=ms[0].runtime,
-                          source=f"chipfit calibrate: {len(built)} probes covering {8 * probes} drawn "
-                          f"from the search spaces, seed {seed}")
+                          source=f"chipfit calibrate: {len(built) - n_ord} probes covering {8 * (probes - n_ord)} "
+                          f"drawn from the search spaces, seed {seed}"
+                          + (f", and {n_ord} ordinary CNNs quantized by quantize_static (seed "
+                             f"{ORDINARY_CALIBRATION_SEED + seed - CALIBRATION_SEED})" if n_ord and dtype == "int8"
+                             else ""))
+    cal = dataclasses.replace(cal, reference_ms=ref, reference_id=ref_id,
+                              reference_baseline_ms=ms[0].reference_baseline_ms, busy=bool(busy) if refs else None,
+                              busy_reason=busy[0].busy_reason if busy else "")
+    if busy:
+        log.warning("calibrated on a busy machine (--allow-busy): %s; the calibration is rescaled by its reference "
+                    "timing when used", busy[0].busy_reason)
     if save:
         path = cal.save(calibration_path(target, runtime_name, dtype, cal.device))
         log.info("calibration saved to %s", path)

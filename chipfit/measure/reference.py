@@ -12,7 +12,8 @@ models, and reads ``/proc/stat`` around it:
 * ``steal_pct``: the share of CPU time the hypervisor gave to other guests during the measurement, where the
   OS reports it; ``others_cpu_pct``: the share of all cores other processes of this machine used meanwhile;
 * ``busy``: the reference ran more than :data:`BUSY_SLOWDOWN` slower than the baseline, or steal exceeded
-  :data:`BUSY_STEAL_PCT`, or the reference's own median was more than :data:`BUSY_JITTER` above its minimum.
+  :data:`BUSY_STEAL_PCT` (or, when :data:`BUSY_JITTER` is set, the reference's median rose that far above its
+  minimum).
 
 A measurement can then be rescaled to the quiet machine (``latency_ms x baseline / reference``, see
 :meth:`MachineState.scale_to_baseline`), ``chipfit calibrate`` refuses to calibrate a busy machine (unless
@@ -46,7 +47,8 @@ log = logging.getLogger(__name__)
 REFERENCE_ID = "ref-int8conv-v1"
 BUSY_SLOWDOWN = 0.15  # reference more than 15 % slower than the quiet baseline
 BUSY_STEAL_PCT = 5.0  # more than 5 % of CPU time stolen by the hypervisor
-BUSY_JITTER = 0.30  # reference median more than 30 % above its own minimum: contention during the measurement
+# off by default: the minimum over interleaved rounds stays repeatable under contention that spreads the median
+BUSY_JITTER = 0.0
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,8 @@ def judge(state: MachineState, *, slowdown: float = BUSY_SLOWDOWN, steal_pct: fl
                        f"vs {state.reference_baseline_ms * 1e3:.0f} us; threshold {slowdown:.0%})")
     if state.steal_pct is not None and state.steal_pct > steal_pct:
         reasons.append(f"{state.steal_pct:.1f}% of CPU time stolen by the hypervisor (threshold {steal_pct:g}%)")
-    if state.reference_ms and state.reference_p50_ms and state.reference_p50_ms > state.reference_ms * (1 + jitter):
+    if jitter and state.reference_ms and state.reference_p50_ms and \
+            state.reference_p50_ms > state.reference_ms * (1 + jitter):
         reasons.append(f"reference median {state.reference_p50_ms / state.reference_ms - 1:.0%} above its minimum "
                        f"(threshold {jitter:.0%}): contention during the measurement")
     known = state.reference_ms is not None or state.steal_pct is not None

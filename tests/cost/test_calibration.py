@@ -89,7 +89,7 @@ def test_calibrate_saves_a_calibration_that_profile_uses(tmp_path, monkeypatch, 
     cal = calibrate("host", runtime=fake, probes=8, workdir=tmp_path / "probes")
     assert find_calibration("host", "onnxruntime", "int8", cal.device) == cal
     after = profile(model, target="host").cost
-    assert after.efficiency_source == cal.describe()
+    assert after.efficiency_source.startswith(cal.describe())  # then the machine-speed check
     assert after.latency_ms == pytest.approx(cal.predict_ms(probes[0].graph))
 
 
