@@ -307,13 +307,15 @@ class TflmArena:
     scratch: int
     items: tuple[tuple[str, int], ...]
     plan: ArenaPlan = field(repr=False, compare=False)
+    isa: str | None = None  # CMSIS-NN's code path (cmsis_isa); None for the reference kernels
 
     @property
     def total(self) -> int:
         return self.planned + self.persistent
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "abi": self.abi, "kernels": self.kernels, "planned": self.planned,
+        return {"model": self.model, "abi": self.abi, "kernels": self.kernels, "isa": self.isa,
+                "planned": self.planned,
                 "persistent": self.persistent, "total": self.total, "required": self.required,
                 "scratch": self.scratch, "items": dict(self.items)}
 
@@ -337,38 +339,241 @@ def _same_pad(in_size: int, k: int, stride: int, dilation: int, out_size: int) -
     return max((out_size - 1) * stride + eff - in_size, 0) // 2
 
 
-def _cmsis_scratch(op: str, opts: Any, ins: list[Any], outs: list[Any], per_channel: bool) -> list[int]:
-    """CMSIS-NN scratch requests of one int8 op for a core with the DSP extension and no MVE (Cortex-M4, M7,
-    M33), as ``kernels/cmsis_nn/*.cc`` ask for them (``third_party/cmsis_nn/Source/*/arm_*_get_buffer_sizes_s8.c``,
-    GCC build)."""
-    if op == "CONV_2D" and ins[0].type == 9:
-        _, ih, iw, ic = ins[0].shape
+# ---------------------------------------------------------------------------------------------------------------
+# CMSIS-NN scratch buffers per instruction set. CMSIS-NN compiles one of three code paths from the core's feature
+# macros (third_party/cmsis_nn/Include/arm_nn_math_types.h: __ARM_FEATURE_MVE -> ARM_MATH_MVEI, __ARM_FEATURE_DSP
+# -> ARM_MATH_DSP), and each path asks TFLM for different scratch buffers. The rules below are read by hand from
+# the pinned tree (../shared/third_party/tflm/third_party/cmsis_nn/Source/*/arm_*_get_buffer_sizes_s8.c) and from
+# how TFLM's kernels call them (tensorflow/lite/micro/kernels/cmsis_nn/*.cc, Prepare), for a GCC build (the
+# __ARMCC_VERSION branches are Arm Compiler 6 only). Sizes are bytes; 0 means no request.
+
+ISAS = ("mve", "dsp", "none")  # Helium (M55, M85); DSP extension (M4, M7, M33); neither (M0, M0+, M3, M23)
+# cores the knowledge base (targets/knowledge/cores.yaml) does not describe: Armv6-M / Armv7-M / Armv8-M baseline
+# cores without the DSP extension, and the Armv8.1-M cores with Helium
+_ISA_FALLBACK = {"cortex-m0": "none", "cortex-m0plus": "none", "cortex-m1": "none", "cortex-m3": "none",
+                 "cortex-m23": "none", "cortex-m35p": "dsp", "cortex-m52": "mve"}
+# CONVERT_DW_CONV_WITH_ONE_INPUT_CH_AND_OUTPUT_CH_ABOVE_THRESHOLD with GCC (arm_nnsupportfunctions.h:83-87)
+_DW_ONE_IN_CH_THRESHOLD = 1
+CH_IN_BLOCK_MVE = 124  # arm_nnsupportfunctions.h:65
+
+
+def cmsis_isa(core: str) -> str:
+    """Which CMSIS-NN code path a core compiles: ``mve`` (Helium), ``dsp`` or ``none`` (plain C).
+
+    >>> cmsis_isa("cortex-m55"), cmsis_isa("cortex-m4"), cmsis_isa("cortex-m3")
+    ('mve', 'dsp', 'none')
+    """
+    from chipfit.targets.knowledge import core_types
+
+    name = core.lower().strip()
+    name = name if name.startswith("cortex-") else f"cortex-{name}"
+    ct = core_types().get(name)
+    if ct is not None and ct.family == "mcu":
+        return "mve" if ct.mve else "dsp" if ct.dsp else "none"
+    if name in _ISA_FALLBACK:
+        return _ISA_FALLBACK[name]
+    known = sorted({*_ISA_FALLBACK, *(k for k, v in core_types().items() if v.family == "mcu")})
+    raise GraphError(f"no CMSIS-NN code path known for core '{core}': expected a Cortex-M core "
+                     f"({', '.join(known)}).")
+
+
+def _check_isa(isa: str) -> None:
+    if isa not in ISAS:
+        raise GraphError(f"unknown CMSIS-NN instruction set '{isa}': expected one of {', '.join(ISAS)}.")
+
+
+def _cdiv(a: int, b: int) -> int:
+    """C integer division (truncates toward zero)."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
+def _cmod(a: int, b: int) -> int:
+    """C remainder (takes the dividend's sign)."""
+    return a - _cdiv(a, b) * b
+
+
+def _conv_s8_im2col(isa: str, ic: int, kh: int, kw: int) -> int:
+    """``arm_convolve_s8_get_buffer_size`` (arm_convolve_get_buffer_sizes_s8.c): MVE, four im2col columns of
+    whole 16-byte lanes (``arm_convolve_s8_get_buffer_size_mve``); otherwise two int16 columns of the 4-aligned
+    column length."""
+    cols = ic * kw * kh
+    if isa == "mve":
+        return 4 * ((cols + 15) // 16) * 16
+    return 2 * align_up(cols, 4) * 2
+
+
+def _conv_s8_1xn_mve(ic: int, iw: int, kw: int, ow: int, stride_w: int, pad_w: int) -> int:
+    """``arm_convolve_1_x_n_s8_get_buffer_size_mve`` (arm_convolve_get_buffer_sizes_s8.c), in C arithmetic."""
+    total_pad = (ow - 1) * stride_w + kw - iw
+    asym = _cmod(total_pad, 2)
+    right = max(1, _cdiv(pad_w + asym + stride_w - 1, stride_w)) if pad_w + asym != 0 else 0
+    left = max(1, _cdiv(pad_w + stride_w - 1, stride_w)) if pad_w != 0 else 0
+    if right + max(ow - (right + left), 0) + left != ow:
+        return _conv_s8_im2col("mve", ic, 1, kw)
+    pad_left = pad_w * ic
+    pad_right = right * ic if asym else pad_left
+    n_left = kw * ic
+    return max(n_left + pad_left, n_left - ic + pad_right)
+
+
+def conv_s8_scratch(isa: str, *, in_hwc: tuple[int, int, int], filter_hwc: tuple[int, int, int],
+                    out_hw: tuple[int, int], stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1),
+                    padding: tuple[int, int] = (0, 0)) -> int:
+    """Scratch bytes TFLM's CMSIS-NN ``CONV_2D`` (int8) requests: ``arm_convolve_wrapper_s8_get_buffer_size``
+    as ``kernels/cmsis_nn/conv.cc`` Prepare calls it (padding = TFLM's computed ``padding.height/width``).
+    ``filter_hwc``: kernel height, width and input channels per group.
+
+    * MVE (``arm_convolve_wrapper_s8_get_buffer_size_mve``): 1x1 -> 0 (``arm_convolve_1x1_s8_fast_get_buffer_size``
+      is 0 under ARM_MATH_MVEI); 1xN (``arm_nn_is_convolve_1_x_n``) -> ``arm_convolve_1_x_n_s8_get_buffer_size_mve``;
+      else ``arm_convolve_s8_get_buffer_size_mve``.
+    * DSP (``..._dsp``) and plain C: 1x1 -> 0 (the DSP 1x1-fast size is 0 with GCC); 1xN and the rest ->
+      ``arm_convolve_s8_get_buffer_size``.
+
+    >>> conv_s8_scratch("dsp", in_hwc=(49, 10, 1), filter_hwc=(10, 4, 1), out_hw=(25, 5), stride=(2, 2))
+    160
+    >>> conv_s8_scratch("mve", in_hwc=(49, 10, 1), filter_hwc=(10, 4, 1), out_hw=(25, 5), stride=(2, 2))
+    192
+    """
+    _check_isa(isa)
+    ih, iw, ic = in_hwc
+    kh, kw, fc = filter_hwc
+    _, ow = out_hw
+    sw, (dh, dw), (ph, pw) = stride[1], dilation, padding
+    if ph == 0 and pw == 0 and kh == 1 and kw == 1 and dh == 1 and dw == 1 and ic == fc:  # arm_nn_is_convolve_1x1
+        return 0
+    if isa == "mve" and ih == 1 and dw == 1 and kh == 1 and (sw * ic) % 4 == 0 and ic == fc:
+        return _conv_s8_1xn_mve(ic, iw, kw, ow, sw, pw)
+    return _conv_s8_im2col(isa, ic, kh, kw)
+
+
+def depthwise_s8_scratch(isa: str, *, in_hwc: tuple[int, int, int], kernel_hw: tuple[int, int], out_c: int,
+                         out_w: int, batch: int = 1, stride: tuple[int, int] = (1, 1),
+                         dilation: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0)) -> int:
+    """Scratch bytes TFLM's CMSIS-NN ``DEPTHWISE_CONV_2D`` (int8) requests:
+    ``arm_depthwise_conv_wrapper_s8_get_buffer_size`` (arm_depthwise_conv_get_buffer_sizes_s8.c) as
+    ``kernels/cmsis_nn/depthwise_conv.cc`` Prepare calls it.
+
+    * MVE: one input channel and more than one output channel (the GCC threshold) -> the depthwise runs as a
+      regular convolution: ``arm_deptwise_conv_s8_one_in_ch_get_buffer_size_mve`` = the MVE convolution's buffer
+      for filter (out_c, kh, kw, 1) plus out_c x kh x kw bytes of reordered weights. (TFLM's Prepare leaves the
+      stride of ``dw_conv_params`` unset there, ``depthwise_conv.cc:169-173``; the op's stride is taken.) Else,
+      channels in = out, batch 1, no dilation -> ``arm_depthwise_conv_s8_opt_get_buffer_size_mve``:
+      4 x CH_IN_BLOCK_MVE (124) x kh x kw, for every kernel size (the 3x3 exception is compiled out under
+      ARM_MATH_MVEI).
+    * DSP: channels in = out, batch 1, no dilation: 3x3 with padding <= 1 -> 0 (``arm_depthwise_conv_3x3_s8``),
+      else ``arm_depthwise_conv_s8_opt_get_buffer_size_dsp`` = in_c x kh x kw int16.
+    * plain C: 0 (``arm_depthwise_conv_s8_opt_get_buffer_size`` without DSP or MVE).
+
+    >>> depthwise_s8_scratch("mve", in_hwc=(25, 5, 64), kernel_hw=(3, 3), out_c=64, out_w=5, padding=(1, 1))
+    4464
+    >>> depthwise_s8_scratch("dsp", in_hwc=(25, 5, 64), kernel_hw=(3, 3), out_c=64, out_w=5, padding=(1, 1))
+    0
+    """
+    _check_isa(isa)
+    ic = in_hwc[2]
+    kh, kw = kernel_hw
+    if isa == "mve" and ic == 1 and out_c > _DW_ONE_IN_CH_THRESHOLD:
+        conv = conv_s8_scratch("mve", in_hwc=in_hwc, filter_hwc=(kh, kw, 1), out_hw=(0, out_w), stride=stride,
+                               dilation=dilation, padding=padding)
+        return conv + out_c * kh * kw
+    if ic == out_c and batch == 1 and dilation == (1, 1):
+        if isa == "mve":
+            return 4 * CH_IN_BLOCK_MVE * kw * kh
+        if isa == "dsp":
+            return 0 if kh == 3 and kw == 3 and padding[0] <= 1 and padding[1] <= 1 else ic * kw * kh * 2
+    return 0
+
+
+def fully_connected_s8_scratch(isa: str, *, accum_depth: int, out_depth: int, out_rank: int = 2,
+                               per_channel: bool = False) -> list[int]:
+    """Scratch requests of TFLM's CMSIS-NN ``FULLY_CONNECTED`` (int8 input and weights), in request order
+    (``kernels/cmsis_nn/fully_connected.cc`` Prepare): an output of rank > 2 with the accumulation depth a
+    multiple of 4 runs as a 1x1 convolution (per-tensor weights: out_depth x 2 int32 of faked per-channel
+    parameters; the 1x1-fast buffer is 0 with GCC and under MVE); otherwise ``arm_fully_connected_s8_get_buffer_size``:
+    out_depth int32 kernel sums under MVE (``..._mve``), 0 otherwise. The firmware is built without
+    ``KERNELS_OPTIMIZED_FOR_SPEED``; with it (TFLM's Makefile default) the MVE kernel sums move from the plan to
+    the persistent tail (same size).
+
+    >>> fully_connected_s8_scratch("mve", accum_depth=640, out_depth=128)
+    [512]
+    >>> fully_connected_s8_scratch("dsp", accum_depth=640, out_depth=128)
+    []
+    """
+    _check_isa(isa)
+    if out_rank > 2 and accum_depth % 4 == 0:
+        return [] if per_channel else [out_depth * 8]
+    return [out_depth * 4] if isa == "mve" else []
+
+
+def avgpool_s8_scratch(isa: str, channels: int) -> int:
+    """``arm_avgpool_s8_get_buffer_size`` (arm_avgpool_get_buffer_sizes_s8.c), as ``kernels/cmsis_nn/pooling.cc``
+    AveragePrepare asks for it: DSP, one int32 per channel; MVE and plain C, none.
+
+    >>> avgpool_s8_scratch("dsp", 64), avgpool_s8_scratch("mve", 64)
+    (256, 0)
+    """
+    _check_isa(isa)
+    return channels * 4 if isa == "dsp" else 0
+
+
+def svdf_s8_scratch(isa: str, *, batch: int, num_filters: int, num_units: int) -> list[int]:
+    """Scratch requests of TFLM's CMSIS-NN ``SVDF`` (int8), ``kernels/cmsis_nn/svdf.cc`` Prepare: batch x
+    num_filters int32 and batch x num_units int32; then ``arm_svdf_s8_get_buffer_size``
+    (arm_svdf_get_buffer_sizes_s8.c): num_filters int32 kernel sums under MVE, 0 otherwise. Under MVE TFLM
+    needs ``KERNELS_OPTIMIZED_FOR_SPEED`` (kernel sums in the persistent tail, not returned here) or
+    ``..._FOR_SIZE`` (a third scratch request, returned here); with neither, Prepare fails.
+
+    >>> svdf_s8_scratch("mve", batch=1, num_filters=64, num_units=16)
+    [256, 64, 256]
+    >>> svdf_s8_scratch("dsp", batch=1, num_filters=64, num_units=16)
+    [256, 64]
+    """
+    _check_isa(isa)
+    out = [batch * num_filters * 4, batch * num_units * 4]
+    return out + ([num_filters * 4] if isa == "mve" else [])
+
+
+def lstm_scratch(*, batch: int, state_dim: int, cell_bytes: int = 2, int_kernels: bool = True) -> list[int]:
+    """Scratch requests of TFLM's CMSIS-NN ``UNIDIRECTIONAL_SEQUENCE_LSTM``
+    (``kernels/cmsis_nn/unidirectional_sequence_lstm.cc`` Prepare): 3 buffers (int8 or int16 activations with an
+    int16 cell state, the CMSIS-NN path) or 4 (float), each batch x state_dim cell-state elements. The same on every
+    instruction set: CMSIS-NN's LSTM keeps its kernel sums in the persistent tail on all of them.
+
+    >>> lstm_scratch(batch=1, state_dim=20)
+    [40, 40, 40]
+    """
+    return [batch * state_dim * cell_bytes] * (3 if int_kernels else 4)
+
+
+def _cmsis_scratch(op: str, opts: Any, ins: list[Any], outs: list[Any], per_channel: bool,
+                   isa: str = "dsp") -> list[int]:
+    """CMSIS-NN scratch requests of one int8 op of a ``.tflite`` on a core with the ``isa`` code path, in request
+    order (the rules: :func:`conv_s8_scratch`, :func:`depthwise_s8_scratch`, :func:`fully_connected_s8_scratch`,
+    :func:`avgpool_s8_scratch`, :func:`svdf_s8_scratch`)."""
+    if op in ("CONV_2D", "DEPTHWISE_CONV_2D") and ins[0].type == 9:
+        n, ih, iw, ic = ins[0].shape
         _, kh, kw, fc = ins[1].shape
-        _, oh, ow, _ = outs[0].shape
-        sh, sw, dh, dw = opts["stride_h"], opts["stride_w"], opts["dil_h"], opts["dil_w"]
-        ph = _same_pad(ih, kh, sh, dh, oh) if opts["padding"] == 0 else 0
-        pw = _same_pad(iw, kw, sw, dw, ow) if opts["padding"] == 0 else 0
-        if ph == 0 and pw == 0 and kh == 1 and kw == 1 and dh == 1 and dw == 1 and ic == fc:
-            return []  # 1x1: arm_convolve_1x1_s8_fast_get_buffer_size_dsp is 0 with GCC; non-unit stride needs 0
-        rhs = kw * kh * ic  # 1xN and the generic im2col path both use arm_convolve_s8_get_buffer_size on DSP
-        return [2 * align_up(rhs, 4) * 2]
-    if op == "DEPTHWISE_CONV_2D" and ins[0].type == 9:
-        _, ih, iw, ic = ins[0].shape
-        _, kh, kw, oc = ins[1].shape
-        _, oh, ow, _ = outs[0].shape
-        ph = _same_pad(ih, kh, opts["stride_h"], opts["dil_h"], oh) if opts["padding"] == 0 else 0
-        pw = _same_pad(iw, kw, opts["stride_w"], opts["dil_w"], ow) if opts["padding"] == 0 else 0
-        if ic == oc and opts["dil_h"] == 1 and opts["dil_w"] == 1:
-            if kw == 3 and kh == 3 and ph <= 1 and pw <= 1:
-                return []
-            return [ic * kw * kh * 2]
-        return []
+        _, oh, ow, oc = outs[0].shape
+        stride, dil = (opts["stride_h"], opts["stride_w"]), (opts["dil_h"], opts["dil_w"])
+        pad = ((_same_pad(ih, kh, stride[0], dil[0], oh), _same_pad(iw, kw, stride[1], dil[1], ow))
+               if opts["padding"] == 0 else (0, 0))
+        if op == "CONV_2D":
+            b = conv_s8_scratch(isa, in_hwc=(ih, iw, ic), filter_hwc=(kh, kw, fc), out_hw=(oh, ow), stride=stride,
+                                dilation=dil, padding=pad)
+        else:
+            b = depthwise_s8_scratch(isa, in_hwc=(ih, iw, ic), kernel_hw=(kh, kw), out_c=oc, out_w=ow, batch=n,
+                                     stride=stride, dilation=dil, padding=pad)
+        return [b]
     if op == "AVERAGE_POOL_2D" and ins[0].type == 9:
-        return [outs[0].shape[-1] * 4]
-    if op == "FULLY_CONNECTED" and ins[0].type == 9 and len(outs[0].shape) > 2:
-        accum = ins[1].shape[-1]
-        if accum % 4 == 0 and not per_channel:
-            return [ins[1].shape[0] * 8]
+        return [avgpool_s8_scratch(isa, outs[0].shape[-1])]
+    if op == "FULLY_CONNECTED" and ins[0].type == 9 and ins[1].type == 9:
+        return fully_connected_s8_scratch(isa, accum_depth=ins[1].shape[-1], out_depth=outs[0].shape[-1],
+                                          out_rank=len(outs[0].shape), per_channel=per_channel)
+    if op == "SVDF" and ins[0].type == 9:
+        num_filters = ins[1].shape[0]
+        return svdf_s8_scratch(isa, batch=ins[0].shape[0], num_filters=num_filters,
+                               num_units=num_filters // max(opts.get("rank", 1), 1))
     return []
 
 
@@ -421,6 +626,10 @@ def _read(data: bytes, label: str) -> tuple[list[_T], list[tuple[str, list[int],
             x.Init(o.Bytes, o.Pos)
             opts = {"padding": x.Padding(), "stride_h": x.StrideH(), "stride_w": x.StrideW(),
                     "dil_h": x.DilationHFactor(), "dil_w": x.DilationWFactor()}
+        elif name == "SVDF" and o is not None:
+            x = tflite.SVDFOptions()
+            x.Init(o.Bytes, o.Pos)
+            opts = {"rank": x.Rank()}
         ops.append((name, ins, outs, opts))
     inputs = [int(sg.Inputs(i)) for i in range(sg.InputsLength())]
     outputs = [int(sg.Outputs(i)) for i in range(sg.OutputsLength())]
@@ -428,10 +637,12 @@ def _read(data: bytes, label: str) -> tuple[list[_T], list[tuple[str, list[int],
 
 
 def tflm_arena(model: str | Path | bytes, *, abi: str = "arm32", kernels: str = "reference",
-               recording: bool = False, name: str | None = None) -> TflmArena:
+               recording: bool = False, name: str | None = None, isa: str = "dsp") -> TflmArena:
     """Predict TFLM's arena for a ``.tflite`` (path or bytes), following ``MicroInterpreter::AllocateTensors``
     (``micro_interpreter.cc:200``) allocation by allocation. ``abi`` is ``arm32`` (an MCU) or ``x86_64`` (the
-    Python wheel); ``kernels`` is ``reference`` or ``cmsis-nn`` (DSP cores: M4, M7, M33); ``recording`` uses the
+    Python wheel); ``kernels`` is ``reference`` or ``cmsis-nn``, whose scratch buffers depend on the core's
+    code path ``isa`` (:func:`cmsis_isa`: ``dsp`` for M4, M7, M33; ``mve`` for M55, M85; ``none`` for M0, M3);
+    ``recording`` uses the
     ``RecordingMicroAllocator`` the Python interpreter is built with (bigger allocator objects).
 
     >>> from chipfit.measure.tflm import BASELINE_TFLITE
@@ -443,6 +654,7 @@ def tflm_arena(model: str | Path | bytes, *, abi: str = "arm32", kernels: str = 
         raise GraphError(f"unknown ABI '{abi}': expected one of {', '.join(ABIS)}.")
     if kernels not in KERNELS:
         raise GraphError(f"unknown TFLM kernels '{kernels}': expected one of {', '.join(KERNELS)}.")
+    _check_isa(isa)
     a = ABIS[abi]
     data, label = tflite_bytes(model, name=name)
     tensors, ops, g_in, g_out, n_sub = _read(data, label)
@@ -485,7 +697,7 @@ def tflm_arena(model: str | Path | bytes, *, abi: str = "arm32", kernels: str = 
         elif op in ("MEAN", "SUM", "REDUCE_MAX"):
             scratch += [(k, 4 * len(it[0].shape)), (k, 4 * math.prod(it[1].shape or (1,)))]
         if kernels == "cmsis-nn":
-            scratch += [(k, b) for b in _cmsis_scratch(op, opts, it, ot, per_channel) if b > 0]
+            scratch += [(k, b) for b in _cmsis_scratch(op, opts, it, ot, per_channel, isa) if b > 0]
     # FinishModelAllocation: scratch buffer handles, then variable tensors, then the plan
     if scratch:
         tail.alloc("scratch handles", a.size("ScratchBufferHandle") * len(scratch), a.align("ScratchBufferHandle"))
@@ -512,7 +724,7 @@ def tflm_arena(model: str | Path | bytes, *, abi: str = "arm32", kernels: str = 
     temp = align_up(8 * n_sub) + align_up(a.size("AllocationInfo") * n_info) + 40 * len(bufs)
     required = align_up(max(p.arena, req_head + temp) + tail.used)
     return TflmArena(label, abi, kernels, p.arena, tail.used, required, sum(b for _, b in scratch),
-                     tuple(tail.items.items()), p)
+                     tuple(tail.items.items()), p, isa if kernels == "cmsis-nn" else None)
 
 
 def _tflm_buffers(tensors: list[_T], ops: list[tuple[str, list[int], list[int], dict[str, int]]],
@@ -551,11 +763,13 @@ _CONST_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "RE
 
 
 def tflm_ram(graph: OpGraph, nbytes: Callable[[str], int], *, abi: str = "arm32",
-             kernels: str = "reference") -> tuple[ArenaPlan, int, dict[str, int]]:
+             kernels: str = "reference", isa: str = "dsp") -> tuple[ArenaPlan, int, dict[str, int]]:
     """TFLM's arena for an OpGraph (no ``.tflite`` yet, e.g. during search): the plan (with the kernels'
     scratch buffers), the persistent tail and its breakdown. The same allocation sequence as
     :func:`tflm_arena`; a graph read from a ``.tflite`` gives the same plan, and op classes stand for TFLM
-    ops where the graph came from PyTorch or ONNX (channels from bias counts, constants per op).
+    ops where the graph came from PyTorch or ONNX (channels from bias counts, constants per op). CMSIS-NN's
+    scratch buffers follow the core's code path ``isa`` (:func:`cmsis_isa`), with padding inferred from the
+    shapes (TFLM's own formula) and no dilation.
 
     >>> from chipfit.graph.opgraph import Node, OpClass, OpGraph, TensorInfo
     >>> g = OpGraph("fc", (Node("fc", OpClass.DENSE, "FULLY_CONNECTED", ("x",), ("y",), weights=40, biases=4),),
@@ -590,15 +804,8 @@ def tflm_ram(graph: OpGraph, nbytes: Callable[[str], int], *, abi: str = "arm32"
         if op == "MEAN":
             out = graph.tensors.get(n.outputs[0]) if n.outputs else None
             scratch += [(k, 4 * (out.numel if out else 1)), (k, 16), (k, 8)]
-        if kernels == "cmsis-nn" and cout:
-            taps = int(math.prod(n.kernel)) if n.kernel else 1
-            if op == "CONV_2D" and taps > 1:
-                scratch.append((k, 2 * align_up(n.weights // cout, 4) * 2))
-            elif op == "DEPTHWISE_CONV_2D" and n.kernel != (3, 3) and _in_channels(graph, n) in (None, cout):
-                scratch.append((k, cout * taps * 2))  # a channel multiplier (in != out) needs none, as _cmsis_scratch
-        if kernels == "cmsis-nn" and op == "AVERAGE_POOL_2D" and n.outputs and n.outputs[0] in graph.tensors:
-            shape = graph.tensors[n.outputs[0]].shape
-            scratch.append((k, 4 * (shape[-1] if graph.layout == "NHWC" else shape[1] if len(shape) > 1 else 1)))
+        if kernels == "cmsis-nn":
+            scratch += [(k, b) for b in _graph_cmsis_scratch(graph, n, op, cout, isa) if b > 0]
     if scratch:
         tail.alloc("scratch handles", a.size("ScratchBufferHandle") * len(scratch), a.align("ScratchBufferHandle"))
     bufs = buffers(graph, nbytes, tflm=True)
@@ -613,12 +820,57 @@ def tflm_ram(graph: OpGraph, nbytes: Callable[[str], int], *, abi: str = "arm32"
     return p, tail.used, tail.items
 
 
-def _in_channels(graph: OpGraph, node: Any) -> int | None:
-    """Channels of a node's first input in the graph's layout (None when unknown)."""
-    t = graph.tensors.get(node.inputs[0]) if node.inputs else None
-    if t is None or len(t.shape) < 2:
+def _nhwc(graph: OpGraph, tensor: str) -> tuple[int, int, int, int] | None:
+    """A 4-d tensor's shape as (N, H, W, C) in the graph's layout, a 3-d one's as (N, 1, W, C) (a 1-d
+    convolution runs as a 2-d one of height 1); None otherwise."""
+    t = graph.tensors.get(tensor)
+    if t is not None and len(t.shape) == 3:
+        n, a, b = (int(x) for x in t.shape)
+        return (n, 1, a, b) if graph.layout == "NHWC" else (n, 1, b, a)
+    if t is None or len(t.shape) != 4:
         return None
-    return int(t.shape[-1] if graph.layout == "NHWC" else t.shape[1])
+    n, a, b, c = (int(x) for x in t.shape)
+    return (n, a, b, c) if graph.layout == "NHWC" else (n, b, c, a)
+
+
+def _pair(v: Sequence[int]) -> tuple[int, int]:
+    """(height, width) of a node's kernel or stride: a 1-d one is (1, k), none is (1, 1)."""
+    if len(v) >= 2:
+        return int(v[0]), int(v[1])
+    return 1, int(v[0]) if v else 1
+
+
+def _graph_cmsis_scratch(graph: OpGraph, n: Any, op: str, cout: int, isa: str) -> list[int]:
+    """CMSIS-NN scratch requests of one OpGraph node (the rules of :func:`_cmsis_scratch`, from what the graph
+    knows: shapes, kernel, stride; padding from TFLM's formula on the shapes)."""
+    _check_isa(isa)
+    if op in ("CONV_2D", "DEPTHWISE_CONV_2D") and cout and n.inputs and n.outputs:
+        x, y = _nhwc(graph, n.inputs[0]), _nhwc(graph, n.outputs[0])
+        kh, kw = _pair(n.kernel)
+        sh, sw = _pair(n.stride)
+        if x is None or y is None:
+            return []
+        _, ih, iw, ic = x
+        batch, oh, ow, oc = y
+        pad = (_same_pad(ih, kh, sh, 1, oh), _same_pad(iw, kw, sw, 1, ow))
+        if op == "CONV_2D":
+            fc = max(n.weights // max(cout * kh * kw, 1), 1)
+            return [conv_s8_scratch(isa, in_hwc=(ih, iw, ic), filter_hwc=(kh, kw, fc), out_hw=(oh, ow),
+                                    stride=(sh, sw), padding=pad)]
+        return [depthwise_s8_scratch(isa, in_hwc=(ih, iw, ic), kernel_hw=(kh, kw), out_c=oc, out_w=ow, batch=batch,
+                                     stride=(sh, sw), padding=pad)]
+    if op == "AVERAGE_POOL_2D" and n.outputs and n.outputs[0] in graph.tensors:
+        shape = graph.tensors[n.outputs[0]].shape
+        return [avgpool_s8_scratch(isa, int(shape[-1] if graph.layout == "NHWC" else shape[1] if len(shape) > 1
+                                            else 1))]
+    if op == "FULLY_CONNECTED" and n.outputs and n.outputs[0] in graph.tensors:
+        out = graph.tensors[n.outputs[0]].shape
+        depth = int(out[-1]) if out else 1
+        accum = n.weights // max(depth, 1)
+        # per-channel weights assumed (chipfit's int8 export quantizes per channel)
+        return fully_connected_s8_scratch(isa, accum_depth=accum, out_depth=depth, out_rank=len(out),
+                                          per_channel=True)
+    return []
 
 
 TFLM_OP_NAMES = frozenset({*_PARAMS, *_OPDATA["reference"], *_OPDATA_COMMON, "RESHAPE", "TRANSPOSE", "QUANTIZE",
