@@ -1,7 +1,8 @@
 """Ablation of the training recipes (``search.recipe``): int8 validation and test accuracy of fixed
 architectures trained by the search's own pipeline (CandidateTrainer: recipe, teacher, int8 export, QAT,
 ONNX Runtime measurement), with every recipe off ("plain"), with one recipe switched on at a time, and with
-the defaults ("all"), per seed, at a fixed epoch budget.
+the defaults ("all"), per seed, at a fixed epoch budget. "+qat_always" fine-tunes with QAT whenever int8 loses
+anything (``qat_threshold: 0``) rather than more than a point.
 
     .venv/bin/python bench/recipes.py [--datasets digits har] [--seeds 0 1] [--epochs 15] [--out results.json]
 
@@ -29,20 +30,20 @@ OFF = {"one_cycle": False, "label_smoothing": 0.0, "mixup": "off", "specaugment"
        "distill": False, "qat": False}
 ON = {"one_cycle": {"one_cycle": True}, "label_smoothing": {"label_smoothing": 0.1}, "mixup": {"mixup": "auto"},
       "specaugment": {"specaugment": "on"}, "balance": {"balance": "loss"}, "distill": {"distill": True},
-      "qat": {"qat": True}}
+      "qat": {"qat": True}, "qat_always": {"qat": True, "qat_threshold": 0.0}}
 DATASETS: dict[str, dict[str, Any]] = {
     "digits": {"contract": "examples/digits.yaml",
-               "recipes": ["one_cycle", "label_smoothing", "mixup", "distill", "qat"],
+               "recipes": ["one_cycle", "label_smoothing", "mixup", "distill", "qat", "qat_always"],
                "configs": [{"family": "dscnn", "resolution": 1.0, "width": 16, "blocks": 2, "kernel": 3,
                             "stem_stride": 1, "downsample": 1},
                            {"family": "cnn", "resolution": 1.0, "width": 8, "blocks": 2, "kernel": 3, "stride": 2}]},
     "har": {"contract": "examples/har-nrf52840.yaml",
-            "recipes": ["one_cycle", "label_smoothing", "mixup", "balance", "distill", "qat"],
+            "recipes": ["one_cycle", "label_smoothing", "mixup", "balance", "distill", "qat", "qat_always"],
             "configs": [{"family": "cnn", "spectral_bands": 0, "width": 8, "blocks": 2, "kernel": 5, "stride": 2},
                         {"family": "dscnn", "spectral_bands": 0, "width": 16, "blocks": 2, "kernel": 5,
                          "stem_kernel": 5, "stem_stride": 2, "downsample": 1}]},
     "fsdd": {"contract": "examples/fsdd-nrf52840.yaml",
-             "recipes": ["one_cycle", "label_smoothing", "specaugment", "distill", "qat"],
+             "recipes": ["one_cycle", "label_smoothing", "specaugment", "distill", "qat", "qat_always"],
              "configs": [{"family": "cnn", "frame_ms": 40, "hop_ms": 40, "n_mfcc": 10, "width": 8, "blocks": 2,
                           "kernel": 3, "stride": 2}]},
 }

@@ -152,7 +152,9 @@ class RecipeSettings(_Model):
 
     ``auto`` picks by modality and data: ``mixup`` mixes images (MixUp and CutMix, one per batch) and sensor
     windows (MixUp), not audio features, which get ``specaugment`` (time and frequency masks) instead;
-    ``balance`` weights the loss by inverse class frequency when the largest class has at least
+    ``one_cycle`` warms the learning rate up from a tenth of ``search.lr`` to ``one_cycle_peak`` times it over the
+    first quarter of the steps and anneals it to a hundredth of the peak; ``balance`` weights the loss by inverse
+    class frequency when the largest class has at least
     ``balance_ratio`` times the samples of the smallest (``sampler`` draws batches class-balanced instead).
     ``distill`` trains one larger teacher per dataset and input recipe (cached, see ``teacher_cache``) and
     trains students on ``1 - distill_alpha`` hard labels plus ``distill_alpha`` of the teacher's logits
@@ -161,6 +163,7 @@ class RecipeSettings(_Model):
     the fine-tuned model goes through the same int8 export and is kept only when it measures better."""
 
     one_cycle: bool = True
+    one_cycle_peak: Annotated[float, Field(ge=1, le=100)] = 3.0  # peak learning rate, times search.lr
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
     mixup: Literal["auto", "off", "mixup", "cutmix", "mixup+cutmix"] = "auto"
     mixup_alpha: Annotated[float, Field(gt=0, le=10)] = 0.2

@@ -14,6 +14,7 @@ run`` it lives in the run directory (``<run>/teachers/<key>``) instead.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -97,8 +98,20 @@ class TrainedTeacher:
 def load_or_train(root: Path, parts: dict[str, Any], config: ArchConfig, train: Callable[[], TrainedTeacher]
                   ) -> Teacher:
     """The teacher cached under ``root/<key>``, or train it with ``train()`` and cache it (written to a temporary
-    folder and renamed, so a crash never leaves a half-written teacher; an unreadable entry is retrained)."""
+    folder and renamed, so a crash never leaves a half-written teacher; an unreadable entry is retrained). A lock
+    file per key makes concurrent workers of one run wait for the first to train it, then load it."""
     key = teacher_key({**parts, "config": config.to_dict()})
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{key}.lock", "a+") as lock:  # workers of one run wait for the one training it
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _load_or_train(root, key, parts, config, train)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _load_or_train(root: Path, key: str, parts: dict[str, Any], config: ArchConfig,
+                   train: Callable[[], TrainedTeacher]) -> Teacher:
     path = root / key
     meta_f, logits_f = path / "teacher.json", path / "logits.npy"
     if meta_f.is_file() and logits_f.is_file():
@@ -117,7 +130,6 @@ def load_or_train(root: Path, parts: dict[str, Any], config: ArchConfig, train: 
              time.monotonic() - t0, got.val_accuracy, got.epochs)
     meta = {"key": key, "config": config.to_dict(), "val_accuracy": got.val_accuracy, "epochs": got.epochs,
             "train_seconds": got.train_seconds, "rows": len(got.logits), "parts": parts}
-    root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
     try:
         np.save(tmp / "logits.npy", got.logits.astype(np.float32))

@@ -33,6 +33,7 @@ class Recipe:
     sampler. ``distill_alpha`` is 0 when no teacher is used."""
 
     one_cycle: bool = False
+    one_cycle_peak: float = 3.0  # peak learning rate over the optimizer's base rate
     label_smoothing: float = 0.0
     mixup: str = "off"
     mixup_alpha: float = 0.2
@@ -75,7 +76,8 @@ def resolve_recipe(settings: RecipeSettings | None, *, modality: str, y_train: n
     if balance == "auto":
         ratio = imbalance(y_train, num_classes)
         balance = "loss" if ratio >= s.balance_ratio else "off"
-    return Recipe(one_cycle=s.one_cycle, label_smoothing=float(s.label_smoothing), mixup=mixup,
+    return Recipe(one_cycle=s.one_cycle, one_cycle_peak=float(s.one_cycle_peak),
+                  label_smoothing=float(s.label_smoothing), mixup=mixup,
                   mixup_alpha=float(s.mixup_alpha), cutmix_alpha=float(s.cutmix_alpha), mix_prob=float(s.mix_prob),
                   specaugment=spec, balance=balance,
                   distill_alpha=float(s.distill_alpha) if (s.distill and teacher) else 0.0,
@@ -172,13 +174,15 @@ class RecipeRunner:
         return torch.randperm(n, generator=gen)
 
     def start(self, opt: torch.optim.Optimizer, total_steps: int) -> None:
-        """Set up the one-cycle schedule over ``total_steps`` optimizer steps (once; later calls are no-ops)."""
+        """Set up the one-cycle schedule over ``total_steps`` optimizer steps (once; later calls are no-ops): from
+        a tenth of the optimizer's rate up to ``one_cycle_peak`` times it in the first quarter, then down."""
         if not self.recipe.one_cycle or self.sched is not None or total_steps < 2:
             return
-        lr = opt.param_groups[0]["lr"]
+        lr = opt.param_groups[0]["lr"] * self.recipe.one_cycle_peak
         self.total = total_steps
         self.sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=0.25,
-                                                         div_factor=10.0, final_div_factor=100.0)
+                                                         div_factor=10.0 * self.recipe.one_cycle_peak,
+                                                         final_div_factor=100.0)
 
     def after_step(self) -> None:
         """Advance the schedule; past its planned steps the learning rate stays at its final value."""

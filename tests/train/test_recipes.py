@@ -115,15 +115,15 @@ def test_balance_weights_rare_classes_in_the_loss_and_the_sampler() -> None:
 def test_one_cycle_warms_up_peaks_and_anneals() -> None:
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    r = RecipeRunner(Recipe(one_cycle=True), BALANCED, 4)
+    r = RecipeRunner(Recipe(one_cycle=True, one_cycle_peak=3.0), BALANCED, 4)
     r.start(opt, 100)
     lrs = []
     for _ in range(120):  # past the planned steps the rate holds
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
         r.after_step()
-    assert lrs[0] == pytest.approx(1e-3) and max(lrs) == pytest.approx(1e-2, rel=1e-3)
-    assert int(np.argmax(lrs)) == pytest.approx(25, abs=1) and lrs[-1] < 1e-4 and lrs[-1] == lrs[-10]
+    assert lrs[0] == pytest.approx(1e-3) and max(lrs) == pytest.approx(3e-2, rel=1e-3)
+    assert int(np.argmax(lrs)) == pytest.approx(25, abs=1) and lrs[-1] < 3e-4 and lrs[-1] == lrs[-10]
 
 
 def test_distillation_loss_is_zero_when_the_student_matches_the_teacher() -> None:
