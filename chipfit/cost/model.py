@@ -220,8 +220,10 @@ class CostModel:
                     return 0
                 return info.nbytes() if graph.source == "tflite" else info.numel * act_bytes
 
+            # CMSIS-NN's scratch buffers follow the core's code path: Helium (MVE), DSP or plain C
+            isa = "mve" if ct.mve else "dsp" if ct.dsp else "none"
             arena, persistent, _ = tflm_ram(graph, tensor_bytes, kernels="cmsis-nn" if rt_name == "tflm-cmsis-nn"
-                                            else "reference")
+                                            else "reference", isa=isa)
         else:
             arena = plan(buffers(graph, nbytes))
         step0 = 1 if tflm else 0  # TFLM's step of node i is i + 1
