@@ -176,6 +176,8 @@ class RecipeSettings(_Model):
     distill_alpha: Annotated[float, Field(ge=0, le=1)] = 0.5
     distill_temperature: Annotated[float, Field(gt=0, le=100)] = 4.0
     teacher_epochs: Annotated[int, Field(ge=1, le=10_000)] | None = None  # None: the search's ``epochs``
+    # wall-clock cap on training the teacher; None: a quarter of search.time_budget_s (no cap without one)
+    teacher_time_s: Positive | None = None
     teacher_cache: Literal["user", "run"] = "user"  # user: chipfit's cache dir (shared by runs); run: the run dir
     qat: bool = True
     qat_threshold: Annotated[float, Field(ge=0, le=1)] = 0.01

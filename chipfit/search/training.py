@@ -184,12 +184,13 @@ class CandidateTrainer:
         try:
             prep = self.prepared(config)
             epochs = r.teacher_epochs or self.s.epochs
+            cap = r.teacher_time_s or (self.s.time_budget_s / 4 if self.s.time_budget_s else None)
             recipe = resolve_recipe(r, modality=self.data.modality, y_train=prep.y_train,
                                     num_classes=self.data.num_classes)
             parts = {"fingerprint": self.data.fingerprint, "input_recipe": prep.pre.to_dict(), "seed": self.s.seed,
                      "epochs": epochs, "batch_size": self.s.batch_size, "lr": self.s.lr, "rows": len(prep.y_train),
                      "augment": [self.s.augment, self.s.augment_rate, [f.model_dump() for f in self.c.field]],
-                     "recipe": recipe.to_dict()}
+                     "recipe": recipe.to_dict(), "time_cap_s": cap}
 
             def train() -> TrainedTeacher:
                 import torch
@@ -203,7 +204,7 @@ class CandidateTrainer:
                              TrainSettings(batch_size=plan.batch_size, lr=self.s.lr, threads=self.s.threads,
                                            seed=self.s.seed + 99_991, early_stop=plan.early_stop), recipe=runner)
                 runner.start(tr.opt, plan.steps)
-                res = tr.fit(plan.epochs)
+                res = tr.fit(plan.epochs, deadline=time.monotonic() + cap if cap else None)
                 return TrainedTeacher(logits_of(model, prep.x_train), res.val_accuracy, res.epochs, res.seconds,
                                       model.state_dict())
 
