@@ -13,6 +13,7 @@ from torch import nn
 from chipfit import create_run
 from chipfit.search.structural import structural_cause
 from chipfit.space import families
+from tests.search.small_sensor import write_small_sensor
 
 
 class _ShapeBug(nn.Module):
@@ -29,11 +30,11 @@ class _ShapeBug(nn.Module):
 
 
 @pytest.mark.slow
-def test_a_structural_failure_excludes_its_family_once(tmp_path, digits_contract, monkeypatch, caplog):
+def test_a_structural_failure_excludes_its_family_once(tmp_path, monkeypatch, caplog):
     real = families.FAMILIES["cnn"]
     monkeypatch.setitem(families.FAMILIES, "cnn", lambda *a: _ShapeBug(real(*a)))
-    path = digits_contract(tmp_path, trials=8, epochs=1, rung_epochs=1, time_budget_s=None, sampler="random",
-                           calibration_samples=32)
+    path = write_small_sensor(tmp_path, search={"trials": 6, "epochs": 2, "rung_epochs": 1, "threads": 1,
+                                                "sampler": "random", "calibration_samples": 32})
     with caplog.at_level(logging.WARNING, logger="chipfit"):
         run = create_run(path, out=tmp_path / "run").search()
     recs = run.candidates
@@ -43,6 +44,7 @@ def test_a_structural_failure_excludes_its_family_once(tmp_path, digits_contract
     excluded = json.loads((run.dir / "excluded.json").read_text())
     assert set(excluded) == {"cnn"} and excluded["cnn"]["candidate"] == cnn[0].id
     assert excluded["cnn"]["cause"] == "shape"
+    assert excluded["cnn"]["skipped"] >= 1  # sampled again, neither trained nor recorded
     assert sum("family 'cnn' excluded" in m for m in caplog.messages) == 1
 
 
