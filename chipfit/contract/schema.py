@@ -151,7 +151,8 @@ class RecipeSettings(_Model):
     """Training recipes for tiny models; every one can be switched off for an ablation.
 
     ``auto`` picks by modality and data: ``mixup`` mixes images (MixUp and CutMix, one per batch) and sensor
-    windows (MixUp), not audio features, which get ``specaugment`` (time and frequency masks) instead;
+    windows (MixUp), not audio features, which get ``specaugment`` (one time and one frequency mask on a
+    ``mix_prob`` share of the batches) instead;
     ``one_cycle`` warms the learning rate up from a tenth of ``search.lr`` to ``one_cycle_peak`` times it over the
     first quarter of the steps and anneals it to a hundredth of the peak; ``balance`` weights the loss by inverse
     class frequency when the largest class has at least
@@ -168,7 +169,7 @@ class RecipeSettings(_Model):
     mixup: Literal["auto", "off", "mixup", "cutmix", "mixup+cutmix"] = "auto"
     mixup_alpha: Annotated[float, Field(gt=0, le=10)] = 0.2
     cutmix_alpha: Annotated[float, Field(gt=0, le=10)] = 1.0
-    mix_prob: Fraction = 0.5  # share of batches mixed
+    mix_prob: Fraction = 0.5  # share of batches mixed (MixUp/CutMix) or masked (SpecAugment)
     specaugment: Literal["auto", "on", "off"] = "auto"
     balance: Literal["auto", "off", "loss", "sampler"] = "auto"
     balance_ratio: Annotated[float, Field(ge=1)] = 1.5

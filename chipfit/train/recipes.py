@@ -130,7 +130,8 @@ def spec_augment(x: torch.Tensor, gen: torch.Generator, *, time_masks: int = 2, 
                  freq_masks: int = 2, freq_width: float = 0.15) -> torch.Tensor:
     """SpecAugment on features ``[N, C, frames, features]``: per sample, ``time_masks`` bands of up to
     ``time_width`` of the frames and ``freq_masks`` bands of up to ``freq_width`` of the features are set to
-    the sample's mean."""
+    each feature's mean over the sample's frames (MFCCs differ in scale by coefficient, so one value for all
+    would put masked coefficients far outside their range)."""
     n, t, f = x.shape[0], x.shape[-2], x.shape[-1]
     keep = torch.ones(n, t, f, dtype=torch.bool)
     for size, count, width, dim in ((t, time_masks, time_width, 1), (f, freq_masks, freq_width, 2)):
@@ -141,8 +142,8 @@ def spec_augment(x: torch.Tensor, gen: torch.Generator, *, time_masks: int = 2, 
             pos = torch.arange(size).view(1, -1)
             band = (pos >= st.view(-1, 1)) & (pos < (st + wd).view(-1, 1))  # [n, size]
             keep &= ~(band.unsqueeze(2) if dim == 1 else band.unsqueeze(1))
-    mean = x.mean(dim=tuple(range(1, x.dim())), keepdim=True)
-    return torch.where(keep.unsqueeze(1), x, mean.expand_as(x))
+    level = x.mean(dim=-2, keepdim=True)  # each feature's mean over the sample's frames: masks keep its range
+    return torch.where(keep.unsqueeze(1), x, level.expand_as(x))
 
 
 class RecipeRunner:
@@ -194,8 +195,8 @@ class RecipeRunner:
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """The batch as trained on: augmented inputs, target distributions, teacher distributions (or None)."""
         r = self.recipe
-        if r.specaugment and x.dim() == 4:
-            x = spec_augment(x, self.gen)
+        if r.specaugment and x.dim() == 4 and self.rng.random() < r.mix_prob:
+            x = spec_augment(x, self.gen, time_masks=1, freq_masks=1)
         targets = [soft_targets(y, self.k, r.label_smoothing)]
         if self.teacher is not None and r.distill_alpha > 0:
             targets.append(F.softmax(self.teacher[idx] / r.distill_temperature, dim=1))

@@ -89,8 +89,8 @@ def test_specaugment_masks_time_and_frequency_bands() -> None:
     masked = out != x
     assert masked.any()
     for i in range(2):
-        mean = x[i].mean()
-        assert torch.allclose(out[i][masked[i]], mean.expand(int(masked[i].sum())))
+        level = x[i].mean(dim=-2, keepdim=True).expand_as(x[i])  # each feature's mean over the frames
+        assert torch.allclose(out[i][masked[i]], level[masked[i]])
         rows = masked[i, 0].all(1).sum()  # whole frames masked (time masks)
         cols = masked[i, 0].all(0).sum()  # whole features masked (frequency masks)
         assert rows <= 2 * 4 and cols <= 2 * 3
