@@ -34,7 +34,8 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    """``job``: contract (example name), reference, seed, minutes, threads, overrides (merged into ``search``)."""
+    """``job``: contract (example name), reference (or None: none trained), seed, minutes, threads, overrides
+    (merged into ``search``)."""
     from chipfit import load_contract
     from chipfit.run import Run
 
@@ -54,9 +55,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         report = run.finalize(measure=False)
         search_s = time.monotonic() - t0
         t1 = time.monotonic()
-        ref = run.evaluate_reference(job["reference"])
+        ref = run.evaluate_reference(job["reference"]) if job.get("reference") else {}
         ref_s = time.monotonic() - t1
-        rec = ref["record"]
+        rec = ref.get("record", {"predicted": {}, "state": None})
     best = report.best
     return {**job, "search_seconds": search_s, "reference_seconds": ref_s, "verdict": report.verdict,
             "counts": report.counts, "compute": [r.model_dump() for r in report.compute],
