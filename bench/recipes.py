@@ -1,8 +1,9 @@
 """Ablation of the training recipes (``search.recipe``): int8 validation and test accuracy of fixed
 architectures trained by the search's own pipeline (CandidateTrainer: recipe, teacher, int8 export, QAT,
-ONNX Runtime measurement), with every recipe off ("plain"), with one recipe switched on at a time, and with
-the defaults ("all"), per seed, at a fixed epoch budget. "+qat_always" fine-tunes with QAT whenever int8 loses
-anything (``qat_threshold: 0``) rather than more than a point.
+ONNX Runtime measurement), with every recipe off ("plain"), with one recipe switched on at a time ("+X"), with
+the defaults ("all (defaults)") and with the defaults less one recipe ("all -X"), per seed, at a fixed epoch
+budget. "+qat_always" fine-tunes with QAT whenever int8 loses anything (``qat_threshold: 0``), not only when it
+loses more than a point.
 
     .venv/bin/python bench/recipes.py [--datasets digits har] [--seeds 0 1] [--epochs 15] [--out results.json]
 
@@ -54,6 +55,9 @@ def variants(recipes: list[str]) -> dict[str, dict[str, Any]]:
     for r in recipes:
         out[f"+{r}"] = {**OFF, **ON[r]}
     out["all (defaults)"] = {}
+    for r in recipes:
+        if r in OFF:
+            out[f"all -{r}"] = {r: OFF[r]}
     return out
 
 

@@ -319,7 +319,8 @@ class CandidateTrainer:
                                                                 ("preprocess", out / "preprocess.json"))}
         reason = f"trained {full.epochs} epochs, {full.steps} steps ({full.stopped}; {plan.describe()})"
         return CandidateRecord(**base, state="COMPLETE", reason=reason,
-                               train_seconds=full.seconds, epochs=full.epochs, rung_accuracy=first.val_accuracy,
+                               train_seconds=full.seconds + (qat["seconds"] if qat else 0.0), epochs=full.epochs,
+                               rung_accuracy=first.val_accuracy,
                                accuracy_float=acc_f, accuracy_int8=acc_q, accuracy_field_int8=acc_field,
                                artifacts=rel, recipe={**runner.recipe.to_dict(), **self.teacher_note()}, qat=qat,
                                wall_seconds=time.monotonic() - t0)
