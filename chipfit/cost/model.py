@@ -51,6 +51,18 @@ from chipfit.targets.target import Target
 
 _log = get_logger(__name__)
 _PARALLEL_EFFICIENCY = 0.7  # est.: share of each extra application core a runtime turns into speed-up
+# Data-movement ops (what litert-torch emits around the layers: TRANSPOSE between PyTorch's NCHW and TFLite's
+# NHWC, PAD before a convolution whose padding SAME cannot express) are priced as the bytes they move (input read
+# + output written) at the core's copy rate, and their layers say bound "copy". On a microcontroller that rate is
+# what TFLM + CMSIS-NN's kernels sustain, measured on the emulated Cortex-M4 (`chipfit measure --board
+# qemu:cortex-m4`, per-op instructions of 9 litert-torch exports of the image, audio and series spaces,
+# 2026-11-30): PAD (arm_pad_s8: a memcpy per row and a memset per padded run) 0.45-0.7 instructions per byte
+# moved on pads of 4-13 KB moved (1-3 on pads under 1 KB, where its fixed ~500 instructions dominate);
+# TRANSPOSE (arm_transpose_s8, a byte gather) 3.0-3.4 per byte moved on 1.5-3.5 KB (3.6-6.9 on smaller ones);
+# taken as cycles per byte (CPI 1; the published boards run 1.5-2.7 cycles per emulated instruction, so these
+# are optimistic by that much, as the analytical MAC path is). Elsewhere (application cores) the core's bus
+# rate: cores.yaml bytes_per_cycle, or the board's memory bandwidth.
+COPY_CYCLES_PER_BYTE = {"pad": 0.5, "transpose": 3.0}
 
 
 @dataclass(frozen=True)
@@ -278,6 +290,8 @@ class CostModel:
                     compute_s = n.macs / (peak_macs_s * share * parallel)
                 elif n.op.value in MAC_CLASSES:
                     compute_s = n.macs / (eff.macs_per_cycle[n.op.value] * fp_scale * clock_hz * parallel)
+                elif n.op.value in COPY_CYCLES_PER_BYTE:  # bytes moved at the copy rate (memory_s below)
+                    compute_s = moved * COPY_CYCLES_PER_BYTE[n.op.value] / clock_hz if ct.family == "mcu" else 0.0
                 else:
                     elems = out_elems if n.op is not OpClass.POOL else sum(
                         graph.tensors[t].numel for t in n.inputs if t in graph.tensors)
@@ -297,6 +311,8 @@ class CostModel:
                 acc_energy_mj += seconds * acc.power_mw
             total_s += seconds
             bound = "compute" if compute_s >= memory_s else "memory"
+            if n.op.value in COPY_CYCLES_PER_BYTE and not on_acc and cal_ms is None and ins is None:
+                bound = "copy"  # priced at the copy rate (a calibration or the instruction path prices it else)
             if overhead_s > body:
                 bound = "overhead"
             layers.append(LayerCost(n.name, n.op.value, n.op_type, n.macs, n.params, out_shape,
