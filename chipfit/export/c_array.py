@@ -4,8 +4,8 @@ The array holds the int8 TFLite model when one was exported (what TFLite Micro l
 ONNX model. The header also carries ``CHIPFIT_TENSOR_ARENA_SIZE``, the arena to allocate: for a ``.tflite``, TFLM's
 own arena (measured by the ``tflite-micro`` interpreter when it is installed, else chipfit's allocation-by-allocation
 prediction, :func:`chipfit.cost.arena.tflm_arena`) converted to a 32-bit Arm MCU with CMSIS-NN's scratch buffers
-for a DSP core (Cortex-M4/M7/M33), plus the temporary room ``AllocateTensors()`` needs while planning; for an ONNX
-model, the cost model's planned arena.
+for the target's core (Helium/MVE on M55/M85, DSP on M4/M7/M33, plain C on M0/M3), plus the temporary room
+``AllocateTensors()`` needs while planning; for an ONNX model, the cost model's planned arena.
 """
 
 from __future__ import annotations
@@ -60,28 +60,38 @@ class CArrayExporter(Exporter):
         model = tfl if tfl.exists() else best_dir / "model.int8.onnx"
         arena, note = best.record.predicted.get("arena_bytes"), ""
         if model.suffix == ".tflite":
-            arena, note = tflm_arena_size(model)
+            arena, note = tflm_arena_size(model, core=best.target.core)
         return write_c_array(model.read_bytes(), best_dir / "model_data.h", best_dir / "model_data.c",
                              arena_bytes=arena, arena_note=note, comment=f"{model.name} of run '{best.name}' for "
                              f"{best.target.name} ({best.target.runtime}).")
 
 
-def tflm_arena_size(model: Path) -> tuple[int, str]:
-    """The arena to allocate for ``model`` under TFLM with CMSIS-NN on a 32-bit Arm DSP core, and how it was
-    obtained (a C comment).
+def tflm_arena_size(model: Path, core: str | None = None) -> tuple[int, str]:
+    """The arena to allocate for ``model`` under TFLM with CMSIS-NN on the 32-bit Arm ``core`` (its CMSIS-NN code
+    path decides the scratch buffers: :func:`chipfit.cost.arena.cmsis_isa`; a DSP core such as the Cortex-M4
+    when None or not a Cortex-M), and how it was obtained (a C comment).
 
     >>> from chipfit.measure.tflm import BASELINE_TFLITE
     >>> size, note = tflm_arena_size(BASELINE_TFLITE)
     >>> size % 16, "CMSIS-NN" in note
     (0, True)
     """
-    from chipfit.cost.arena import tflm_arena
+    from chipfit.cost.arena import cmsis_isa, tflm_arena
+    from chipfit.errors import GraphError
 
-    pred = tflm_arena(model, abi="arm32", kernels="cmsis-nn")
+    isa, where = "dsp", "a 32-bit Arm DSP core (Cortex-M4/M7/M33)"
+    if core is not None:
+        try:
+            isa = cmsis_isa(core)
+            where = {"mve": f"{core} (Helium/MVE code path)", "dsp": f"{core} (DSP code path)",
+                     "none": f"{core} (plain C code path)"}[isa]
+        except GraphError:
+            _log.warning("%s is not a Cortex-M core; the C header states the arena of a DSP core (Cortex-M4)", core)
+    pred = tflm_arena(model, abi="arm32", kernels="cmsis-nn", isa=isa)
     try:
         from chipfit.measure.tflm import available, measure_arena
 
-        m = measure_arena(model, kernels="cmsis-nn") if available() is None else None
+        m = measure_arena(model, kernels="cmsis-nn", isa=isa) if available() is None else None
     except Exception as e:  # an op TFLM lacks: keep the prediction and say so
         _log.warning("TFLM could not measure %s (%s); the C header states chipfit's prediction", model.name, e)
         m = None
@@ -93,7 +103,7 @@ def tflm_arena_size(model: Path) -> tuple[int, str]:
         how = (f"predicted by chipfit (TFLM allocation by allocation, 32-bit Arm): planned {pred.planned} + "
                f"persistent {pred.persistent} = {pred.total} bytes")
         size = pred.required
-    note = (f"Tensor arena for TFLM with CMSIS-NN on a 32-bit Arm DSP core (Cortex-M4/M7/M33), bytes: {how}, "
+    note = (f"Tensor arena for TFLM with CMSIS-NN on {where}, bytes: {how}, "
             f"including {pred.scratch} bytes of CMSIS-NN scratch buffers, plus the room AllocateTensors() needs while "
             f"planning; a multiple of 16 (align the array to 16). Reference kernels need no more.")
     return size, note

@@ -187,8 +187,10 @@ def _run_once(it: Any, data: bytes) -> None:
     it.invoke()
 
 
-def measure_arena(model: str | Path | bytes | ModelFile, *, kernels: str = "reference") -> TflmArenaMeasurement:
-    """Run ``model`` once through TFLM and read its arena (see :class:`TflmArenaMeasurement`)."""
+def measure_arena(model: str | Path | bytes | ModelFile, *, kernels: str = "reference",
+                  isa: str = "dsp") -> TflmArenaMeasurement:
+    """Run ``model`` once through TFLM and read its arena (see :class:`TflmArenaMeasurement`); the 32-bit figures
+    add CMSIS-NN's scratch buffers for the core's code path ``isa`` (:func:`chipfit.cost.arena.cmsis_isa`)."""
     data, name = _data(model)
     it = interpreter(data)
     _run_once(it, data)
@@ -200,7 +202,7 @@ def measure_arena(model: str | Path | bytes | ModelFile, *, kernels: str = "refe
     cats = {k: int(v) for k, v in re.findall(r"'([^']+)' used (\d+) bytes", text)}
     h, t = int(head["head"]), int(head["tail"])
     sim64 = tflm_arena(data, abi="x86_64", kernels="reference", recording=True, name=name)
-    sim32 = tflm_arena(data, abi="arm32", kernels=kernels, name=name)
+    sim32 = tflm_arena(data, abi="arm32", kernels=kernels, name=name, isa=isa)
     if sim64.planned != h:
         _log.warning("chipfit's plan of '%s' (%d bytes) differs from TFLM's (%d)", name, sim64.planned, h)
     planned32 = h + (sim32.planned - sim64.planned)  # CMSIS-NN adds scratch buffers to the plan

@@ -143,3 +143,17 @@ def test_cost_model_arena_follows_the_targets_core(mlperf_models: Path) -> None:
         assert cost.arena_bytes == tflm_arena(mlperf_models / "kws/kws_ref_model.tflite", kernels="cmsis-nn",
                                               isa=isa).planned
     assert m55.arena_bytes > m4.arena_bytes
+
+
+def test_c_header_states_the_arena_of_the_targets_core(mlperf_models: Path) -> None:
+    """The C array's CHIPFIT_TENSOR_ARENA_SIZE follows the target's core: kws needs 27,300 bytes (and the
+    planning room) on a Cortex-M55, 22,820 on a Cortex-M4."""
+    from chipfit.export.c_array import tflm_arena_size
+
+    kws = mlperf_models / "kws/kws_ref_model.tflite"
+    m55, note55 = tflm_arena_size(kws, core="cortex-m55")
+    m4, note4 = tflm_arena_size(kws, core="cortex-m4")
+    default, _ = tflm_arena_size(kws)
+    assert m55 >= 27_300 and m4 >= 22_820 and m55 - m4 >= 27_300 - 22_820 - 16
+    assert default == m4 and m55 % 16 == 0
+    assert "Helium/MVE" in note55 and "DSP code path" in note4
