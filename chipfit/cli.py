@@ -839,6 +839,13 @@ def measure_cmd(
     if m.energy_method is not None:
         table.add_row("energy / inference", "-" if m.energy_mj is None else f"{m.energy_mj:.4g} mJ",
                       escape(m.energy_method if m.energy_mj is None else f"{m.source} ({m.energy_method})"))
+    if m.reference_ms is not None:
+        base = f", baseline {m.reference_baseline_ms * 1e3:.0f} us" if m.reference_baseline_ms else ", no baseline yet"
+        steal = f", steal {m.steal_pct:.1f}%" if m.steal_pct is not None else ""
+        table.add_row("machine", "BUSY" if m.busy else "quiet",
+                      escape(f"reference workload {m.reference_ms * 1e3:.0f} us{base}{steal}"
+                             + (f": {m.busy_reason}; at the quiet machine's speed {m.rescaled_ms():.4g} ms"
+                                if m.busy else "")))
     out.print(table)
     _print_ops(m)
     out.print(m.label(), highlight=False, markup=False, soft_wrap=True)

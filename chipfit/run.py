@@ -189,8 +189,10 @@ class Run:
             return None
         log.info("calibrating the cost model: %d probe networks on %s", m.calibration_probes,
                  runtimes[0].describe())
+        # a run does not stop for a busy machine: the calibration records it and is rescaled by its reference
+        # timing when used (chipfit calibrate, run by hand, refuses instead)
         cal = calibrate(target.name, runtime=runtimes[0], probes=m.calibration_probes, dtype=self.contract.dtype,
-                        save=False)
+                        save=False, allow_busy=True)
         cal.save(path)
         return cal
 

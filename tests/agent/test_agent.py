@@ -405,7 +405,7 @@ def test_a_board_is_calibrated_through_its_agent_and_profile_uses_it(agent, tmp_
     assert cal.extra["node_observations"] > 0  # the probes were also profiled per node on the device
     model = make_probes(1, tmp_path / "m", seed=99)[0].path
     cost = profile(model, target="rpi5", runtime="onnxruntime").cost
-    assert cost.efficiency_source == cal.describe() and cost.basis.endswith("(calibrated)")
+    assert cost.efficiency_source.startswith(cal.describe()) and cost.basis.endswith("(calibrated)")
     assert not profile(model, target="rpi4", runtime="onnxruntime").cost.efficiency_source.startswith("calibrated")
     assert_clean(agent)
 
