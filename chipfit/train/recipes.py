@@ -6,7 +6,8 @@ inside :class:`~chipfit.train.trainer.Trainer`: the order samples are drawn in, 
 the loss, and the learning-rate schedule.
 
 >>> import numpy as np
->>> r = resolve_recipe(None, modality="audio", y_train=np.array([0, 0, 0, 1]), num_classes=2)
+>>> r = resolve_recipe(RecipeSettings(specaugment="auto"), modality="audio", y_train=np.array([0, 0, 0, 1]),
+...                    num_classes=2)
 >>> r.specaugment, r.mixup, r.balance, r.one_cycle
 (True, 'off', 'loss', True)
 """
@@ -87,7 +88,7 @@ def resolve_recipe(settings: RecipeSettings | None, *, modality: str, y_train: n
 def class_weights(y: np.ndarray, num_classes: int) -> np.ndarray:
     """Inverse-frequency weights, mean 1 over the samples (absent classes get weight 0).
 
-    >>> class_weights(np.array([0, 0, 0, 1]), 2).round(3).tolist()
+    >>> [round(float(v), 3) for v in class_weights(np.array([0, 0, 0, 1]), 2)]
     [0.667, 2.0]
     """
     counts = np.bincount(y, minlength=num_classes).astype(np.float64)

@@ -53,7 +53,8 @@ def test_candidate_trainer_trains_the_teacher_once_and_students_record_it(tmp_pa
 
     c = load_contract("examples/digits.yaml").with_updates(
         {"field": [], "search": {"epochs": 1, "rung_epochs": 1, "threads": 1,
-                                 "recipe": {"teacher_epochs": 1, "teacher_cache": "run", "qat": False}}})
+                                 "recipe": {"distill": True, "teacher_epochs": 1, "teacher_cache": "run",
+                                            "qat": False}}})
     data = load_dataset(c)
     cfg = ArchConfig("cnn", {"resolution": 0.5, "width": 4, "blocks": 1, "kernel": 3, "stride": 2})
     records, teachers = [], []

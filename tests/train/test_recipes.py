@@ -26,13 +26,15 @@ SKEWED = np.array([0] * 30 + [1] * 5 + [2] * 5)
 
 def test_auto_resolves_by_modality_and_labels() -> None:
     img = resolve_recipe(None, modality="image", y_train=BALANCED, num_classes=4)
-    aud = resolve_recipe(None, modality="audio", y_train=BALANCED, num_classes=4)
+    aud = resolve_recipe(RecipeSettings(specaugment="auto"), modality="audio", y_train=BALANCED, num_classes=4)
     ser = resolve_recipe(None, modality="series", y_train=SKEWED, num_classes=3)
     assert (img.mixup, img.specaugment, img.balance) == ("mixup+cutmix", False, "off")
     assert (aud.mixup, aud.specaugment) == ("off", True)
     assert (ser.mixup, ser.specaugment, ser.balance) == ("mixup", False, "loss")
     assert img.distill_alpha == 0.0  # no teacher given
-    assert resolve_recipe(None, modality="image", y_train=BALANCED, num_classes=4, teacher=True).distill_alpha == 0.5
+    assert resolve_recipe(None, modality="image", y_train=BALANCED, num_classes=4, teacher=True).distill_alpha == 0
+    with_kd = RecipeSettings(distill=True)
+    assert resolve_recipe(with_kd, modality="image", y_train=BALANCED, num_classes=4, teacher=True).distill_alpha == 0.5
     off = RecipeSettings(one_cycle=False, label_smoothing=0, mixup=False, specaugment=False, balance=False,
                          distill=False)
     assert resolve_recipe(off, modality="audio", y_train=SKEWED, num_classes=3, teacher=True).plain
@@ -42,7 +44,8 @@ def test_auto_resolves_by_modality_and_labels() -> None:
 
 def test_contract_validates_recipe_settings_at_the_edge() -> None:
     c = load_contract("examples/digits.yaml")
-    assert c.search.recipe.one_cycle and c.search.recipe.distill and c.search.recipe.qat
+    r = c.search.recipe
+    assert r.one_cycle and r.qat and r.mixup == "auto" and not r.distill and r.specaugment == "off"
     assert c.with_updates({"search": {"recipe": {"balance": True, "mixup": False}}}).search.recipe.balance == "loss"
     with pytest.raises(ContractError, match=r"search\.recipe\.specaugment.*input is image"):
         c.with_updates({"search": {"recipe": {"specaugment": True}}})
