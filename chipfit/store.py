@@ -161,7 +161,8 @@ class CandidateRecord:
     margins: dict[str, float]
     train_seconds: float = 0.0
     epochs: int = 0
-    rung_accuracy: float | None = None
+    rung_accuracy: float | None = None  # validation accuracy at the first rung
+    rungs: dict[str, float] = field(default_factory=dict)  # epochs (as text) -> validation accuracy at that rung
     accuracy_float: float | None = None
     accuracy_int8: float | None = None
     accuracy_field_int8: float | None = None  # worst or mean over the field conditions (validation split)

@@ -41,13 +41,14 @@ TASK_MEMORY_BYTES = 1536 * 2**20  # declared per Ray training task (torch + data
 
 @dataclass(frozen=True)
 class TrainJob:
-    """One assessed candidate to train: the record's common fields (``base``), its config, the rung-1
-    accuracies of earlier candidates (for pruning) and the seconds left in the time budget."""
+    """One assessed candidate to train: the record's common fields (``base``), its config, the validation
+    accuracies of earlier candidates at each rung (epochs -> accuracies, for pruning) and the seconds left in
+    the time budget."""
 
     number: int
     base: dict[str, Any]
     config: dict[str, Any]
-    peers: tuple[float, ...]
+    peers: dict[int, tuple[float, ...]]
     seconds_left: float | None
 
     def deadline(self) -> float | None:
@@ -97,7 +98,7 @@ class InProcessBackend(Backend):
     def wait(self) -> list[tuple[TrainJob, CandidateRecord]]:
         assert self._loop is not None, "start() first"
         job = self._queue.popleft()
-        rec = self._loop.train(job.base, _config(job), deadline=job.deadline(), peers=list(job.peers))
+        rec = self._loop.train(job.base, _config(job), deadline=job.deadline(), peers=dict(job.peers))
         return [(job, rec)]
 
 
@@ -124,7 +125,7 @@ def _worker_init(run_dir: str, threads: int) -> None:
 
 def _worker_train(job: TrainJob) -> dict[str, Any]:
     loop = _WORKER["loop"]
-    return loop.train(job.base, _config(job), deadline=job.deadline(), peers=list(job.peers)).to_dict()
+    return loop.train(job.base, _config(job), deadline=job.deadline(), peers=dict(job.peers)).to_dict()
 
 
 class ProcessPoolBackend(Backend):
@@ -187,7 +188,7 @@ def ray_train_task(contract_yaml: str, job: TrainJob, threads: int) -> tuple[dic
             _DATA_CACHE.clear()
             _DATA_CACHE[key] = load_dataset(contract)
         loop = CandidateTrainer(contract, _DATA_CACHE[key], contract.get_target(), tmp, threads=threads)
-        rec = loop.train(job.base, _config(job), deadline=job.deadline(), peers=list(job.peers))
+        rec = loop.train(job.base, _config(job), deadline=job.deadline(), peers=dict(job.peers))
         files = {rel: (tmp / rel).read_bytes() for rel in rec.artifacts.values()}
         return rec.to_dict(), files
     finally:

@@ -85,8 +85,10 @@ class Claims:
 
 def recover(study: optuna.Study, claims: Claims, recorded: set[str]) -> list[optuna.trial.FrozenTrial]:
     """Before (re)starting workers: trials left RUNNING by a killed run are failed (their work is lost and
-    will be redone), and claims without a record are released. Returns the interrupted trials."""
-    interrupted = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+    will be redone), and claims without a record are released. Returns the interrupted trials. Trials still
+    WAITING (warm starts enqueued and not yet asked) stay queued: Optuna cannot tell them, and the resumed
+    search asks them first, as the killed one would have."""
+    interrupted = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for t in interrupted:
         study.tell(t.number, state=TrialState.FAIL)
         log.info("trial %d was interrupted; marked failed", t.number)

@@ -1,10 +1,10 @@
 """The constraint-first search loop.
 
-Per trial: sample a config (Optuna, multi-objective: int8 accuracy up, predicted latency down) -> cost it
--> if any budget is violated, record ``INFEASIBLE`` with the violations and never train it -> otherwise
-train briefly (rung 1); prune it when it falls below the median of earlier candidates at that rung;
-train the promising on to the full epochs -> export ONNX, quantize to int8, measure int8 validation
-accuracy with ONNX Runtime -> ``COMPLETE``. Budgets are set as Optuna constraints (``<= 0`` holds).
+Per trial: sample a config (Optuna, multi-objective: int8 accuracy up, predicted latency down) -> cost it -> if any
+budget is violated, record ``INFEASIBLE`` with the violations and never train it -> otherwise train it in rungs of
+growing epochs (multi-fidelity, ``search.fidelity``), pruning it at a rung where it falls behind the earlier
+candidates that reached it; train the promising on to the full epochs -> export ONNX, quantize to int8, measure int8
+validation accuracy with ONNX Runtime -> ``COMPLETE``. Budgets are set as Optuna constraints (``<= 0`` holds).
 Duplicate configs are answered from the record, never retrained. A family whose candidate fails for a
 structural reason (cannot be built, shapes do not fit) is excluded once, logged and kept in ``excluded.json``;
 its later samples are neither trained nor recorded. Storage is a journal file in the run directory, so a
@@ -102,7 +102,8 @@ class SearchLoop(CandidateTrainer):
                         self.record(study, trial, done)
                         continue
                     left = None if deadline is None else max(deadline - time.monotonic(), 1.0)
-                    backend.submit(TrainJob(trial.number, base, config.to_dict(), tuple(self._rung_peers()), left))
+                    peers = {k: tuple(v) for k, v in self._rung_peers().items()}
+                    backend.submit(TrainJob(trial.number, base, config.to_dict(), peers, left))
                     inflight[trial.number] = trial
                 if not inflight:
                     break

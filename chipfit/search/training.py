@@ -1,10 +1,11 @@
 """``CandidateTrainer``: one candidate of the search, from config to record — what every backend runs.
 
-``assess`` prices a config on the target and judges it against every budget (an INFEASIBLE record when one
-breaks: never trained). ``train`` trains a feasible one briefly (rung 1), prunes it below the median of its
-peers at that rung, trains the promising on to the full epochs with early stopping, exports ONNX, quantizes
-to int8 and measures the int8 model's validation accuracy (clean and under every field condition). A failure
-becomes a FAILED record saying whether the candidate or the environment (disk, memory) was at fault.
+``assess`` prices a config on the target and judges it against every budget (an INFEASIBLE record when one breaks:
+never trained). ``train`` trains a feasible one in rungs of growing epochs (``search.fidelity``: successive halving
+by default), stops it at a rung where it falls behind the earlier candidates that reached it, trains the promising
+on to the full epochs with early stopping, exports ONNX, quantizes to int8 and measures the int8 model's validation
+accuracy (clean and under every field condition). A failure becomes a FAILED record saying whether the candidate or
+the environment (disk, memory) was at fault.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from chipfit.train.recipes import RecipeRunner
 
 log = get_logger(__name__)
-MIN_RUNG_PEERS = 3  # pruning starts once this many candidates have a rung-1 accuracy
+MIN_RUNG_PEERS = 3  # pruning at a rung starts once this many candidates have reached it
 
 
 def predicted_summary(cost: Cost) -> dict[str, Any]:
@@ -59,6 +60,41 @@ def violations(checks: list[BudgetCheck], *, risk: str = "allow") -> str:
             f"{c.interval[0]:.4g}-{c.interval[1]:.4g} crosses the limit {c.limit:.4g} (search.risk: avoid)"
             for c in risky if c.interval)] if x)
     return out
+
+
+def fidelity_rungs(rung_epochs: int, epochs: int, mode: str, eta: int) -> list[int]:
+    """The epochs at which a candidate's training is judged before its full budget (``search.fidelity``).
+
+    >>> fidelity_rungs(5, 50, "asha", 3), fidelity_rungs(5, 50, "median", 3), fidelity_rungs(5, 50, "off", 3)
+    ([5, 15, 45], [5], [])
+    """
+    if mode == "off":
+        return []
+    if mode == "median":
+        return [rung_epochs] if rung_epochs < epochs else []
+    out, r = [], rung_epochs
+    while r < epochs:
+        out.append(r)
+        r *= eta
+    return out
+
+
+def prune_reason(accuracy: float, peers: list[float], mode: str, eta: int) -> str:
+    """Why a candidate stops at a rung given its ``peers``' accuracies there, or ``""`` to go on.
+
+    >>> prune_reason(0.5, [0.4, 0.6, 0.7], "median", 3)
+    'is below the median 0.600 of 3 earlier candidates at this rung'
+    >>> prune_reason(0.6, [0.4, 0.6, 0.7], "asha", 3), prune_reason(0.6, [0.4, 0.6], "asha", 3)
+    ('is not in the top 1/3 of 3 earlier candidates at this rung (needs 0.633)', '')
+    """
+    if len(peers) < MIN_RUNG_PEERS or mode == "off":
+        return ""
+    if mode == "median":
+        m = float(np.median(peers))
+        return f"is below the median {m:.3f} of {len(peers)} earlier candidates at this rung" if accuracy < m else ""
+    q = float(np.quantile(peers, 1 - 1 / eta))
+    return (f"is not in the top 1/{eta} of {len(peers)} earlier candidates at this rung (needs {q:.3f})"
+            if accuracy < q else "")
 
 
 @dataclass
@@ -123,7 +159,8 @@ class CandidateTrainer:
         return self.train(base, config, deadline=deadline, subdir=subdir, prune=not train_infeasible)
 
     def train(self, base: dict[str, Any], config: ArchConfig, *, deadline: float | None = None,
-              subdir: str = "candidates", prune: bool = True, peers: list[float] | None = None) -> CandidateRecord:
+              subdir: str = "candidates", prune: bool = True,
+              peers: dict[int, list[float]] | None = None) -> CandidateRecord:
         """Train an assessed candidate (``base`` from :meth:`assess`); failures become a FAILED record."""
         t0 = time.monotonic()
         try:
@@ -262,11 +299,17 @@ class CandidateTrainer:
         log.info("QAT: int8 validation accuracy %.3f -> %.3f (%s)", acc_q, q_after, "kept" if kept else "not kept")
         return note, (f_after if kept else acc_f), (q_after if kept else acc_q)
 
-    def _rung_peers(self) -> list[float]:
-        return [r.rung_accuracy for r in self.store.load() if r.rung_accuracy is not None]
+    def _rung_peers(self) -> dict[int, list[float]]:
+        """Validation accuracies of the recorded candidates at each rung (epochs -> accuracies)."""
+        peers: dict[int, list[float]] = {}
+        for r in self.store.load():
+            for epochs, acc in r.rungs.items():
+                peers.setdefault(int(epochs), []).append(acc)
+        return peers
 
     def _train(self, base: dict[str, Any], config: ArchConfig, deadline: float | None, t0: float, *,
-               subdir: str = "candidates", prune: bool = True, peers: list[float] | None = None) -> CandidateRecord:
+               subdir: str = "candidates", prune: bool = True,
+              peers: dict[int, list[float]] | None = None) -> CandidateRecord:
         import torch
 
         from chipfit.quantize.int8 import export_onnx, onnx_accuracy, quantize_int8
@@ -282,20 +325,26 @@ class CandidateTrainer:
                                         seed=self.s.seed + base["id"], early_stop=plan.early_stop),
                           recipe=(runner := self.recipe_runner(prep, seed=self.s.seed + base["id"])))
         runner.start(trainer.opt, plan.steps)
-        rung = plan.rung_epochs
+        rungs = fidelity_rungs(plan.rung_epochs, plan.epochs, self.s.fidelity, self.s.reduction_factor)
         self.cb.on_training(plan.epochs)
-        first = trainer.fit(rung, deadline=deadline, on_epoch=self.cb.on_epoch)
         if not prune or not plan.early_stop:  # a validation split too small to rank candidates prunes none
-            peers = []
+            peers = {}
         elif peers is None:
             peers = self._rung_peers()
-        if len(peers) >= MIN_RUNG_PEERS and first.val_accuracy < float(np.median(peers)) and rung < plan.epochs:
-            return CandidateRecord(**base, state="PRUNED", train_seconds=first.seconds, epochs=first.epochs,
-                                   rung_accuracy=first.val_accuracy, accuracy_float=first.val_accuracy,
-                                   reason=f"rung-1 validation accuracy {first.val_accuracy:.3f} after {first.epochs} "
-                                          f"epochs ({first.steps} steps) is below the median "
-                                          f"{np.median(peers):.3f} of {len(peers)} earlier candidates",
-                                   wall_seconds=time.monotonic() - t0)
+        reached: dict[str, float] = {}
+        first = None
+        for k, rung in enumerate(rungs):
+            res = trainer.fit(rung, deadline=deadline, on_epoch=self.cb.on_epoch)
+            first = first or res
+            reached[str(rung)] = res.val_accuracy
+            why = prune_reason(res.val_accuracy, peers.get(rung, []), self.s.fidelity, self.s.reduction_factor)
+            if why:
+                return CandidateRecord(**base, state="PRUNED", train_seconds=res.seconds, epochs=res.epochs,
+                                       rung_accuracy=first.val_accuracy, rungs=reached,
+                                       accuracy_float=res.val_accuracy,
+                                       reason=f"rung {k + 1} of {len(rungs)}: validation accuracy "
+                                              f"{res.val_accuracy:.3f} after {res.epochs} epochs ({res.steps} "
+                                              f"steps) {why}", wall_seconds=time.monotonic() - t0)
         full = trainer.fit(plan.epochs, deadline=deadline, on_epoch=self.cb.on_epoch)
         out = self.run_dir / subdir / f"{base['id']:04d}"
         out.mkdir(parents=True, exist_ok=True)
@@ -320,7 +369,7 @@ class CandidateTrainer:
         reason = f"trained {full.epochs} epochs, {full.steps} steps ({full.stopped}; {plan.describe()})"
         return CandidateRecord(**base, state="COMPLETE", reason=reason,
                                train_seconds=full.seconds + (qat["seconds"] if qat else 0.0), epochs=full.epochs,
-                               rung_accuracy=first.val_accuracy,
+                               rung_accuracy=first.val_accuracy if first else None, rungs=reached,
                                accuracy_float=acc_f, accuracy_int8=acc_q, accuracy_field_int8=acc_field,
                                artifacts=rel, recipe={**runner.recipe.to_dict(), **self.teacher_note()}, qat=qat,
                                wall_seconds=time.monotonic() - t0)

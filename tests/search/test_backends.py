@@ -36,10 +36,10 @@ class _Trainer:
     """Stands in for CandidateTrainer: records what it was asked to train."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[int, tuple[float, ...]]] = []
+        self.calls: list[tuple[int, dict[int, tuple[float, ...]]]] = []
 
     def train(self, base, config, *, deadline, peers):
-        self.calls.append((base["id"], tuple(peers)))
+        self.calls.append((base["id"], dict(peers)))
         return CandidateRecord(**base, state="COMPLETE", reason="ok", accuracy_int8=0.5)
 
 
@@ -49,7 +49,7 @@ def test_the_in_process_backend_trains_what_is_submitted_in_order():
     for i in range(3):
         base = {"id": i, "key": f"k{i}", "config": {"family": "cnn"}, "predicted": {}, "constraints": {},
                 "margins": {}}
-        backend.submit(TrainJob(i, base, {"family": "cnn", "width": 8}, (0.1 * i,), None))
+        backend.submit(TrainJob(i, base, {"family": "cnn", "width": 8}, {5: (0.1 * i,)}, None))
     done = [backend.wait()[0] for _ in range(3)]
     assert [job.number for job, _ in done] == [0, 1, 2]
-    assert [rec.id for _, rec in done] == [0, 1, 2] and trainer.calls[2] == (2, (0.2,))
+    assert [rec.id for _, rec in done] == [0, 1, 2] and trainer.calls[2] == (2, {5: (0.2,)})
