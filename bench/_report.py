@@ -38,14 +38,18 @@ def commit() -> str:
 
 
 def write_section(title: str, body: str) -> None:
-    """Replace (or append) the ``## title`` section of BENCHMARKS.md."""
+    """Replace (or append) the ``## title`` section of BENCHMARKS.md (under a lock: benches run side by side)."""
+    import fcntl
+
     path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nFigures measured by the scripts in `bench/`.\n"
     stamp = f"Machine: {machine()}. Date: {dt.date.today().isoformat()}. Commit: {commit()}.\n\n"
     section = f"## {title}\n\n{stamp}{body.rstrip()}\n"
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
-    path.write_text(text.rstrip() + "\n")
+    with open(ROOT / ".benchmarks.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = path.read_text() if path.exists() else "# Benchmarks\n\nFigures measured by the scripts in `bench/`.\n"
+        text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+        path.write_text(text.rstrip() + "\n")
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
