@@ -530,6 +530,13 @@ def _print_run(report: Any, run: Any) -> None:
         out.print("where the compute went: " + "; ".join(
             f"{c.outcome} {c.candidates} ({c.train_seconds:.0f} s training, {c.wall_seconds:.0f} s wall)"
             for c in report.compute), highlight=False, soft_wrap=True)
+    if report.crossval is not None and report.crossval.decided:
+        cv = report.crossval
+        out.print(f"best chosen by {cv.folds}-fold cross-validation ({cv.metric}) among {len(cv.candidates)} "
+                  f"candidates tied on validation accuracy: " + ", ".join(
+                      f"{i} {a:.3f}" for i, a in cv.candidates.items())
+                  + f" ({cv.train_seconds:.0f} s training, {cv.wall_seconds:.0f} s wall)", highlight=False,
+                  soft_wrap=True)
     _print_stopped(report, run)
     if report.best is not None:
         b = report.best

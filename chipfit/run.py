@@ -131,8 +131,11 @@ class Run:
         return pareto(self.candidates)
 
     def select(self) -> Selection:
-        """Best = highest int8 validation accuracy that holds every budget; ties go to larger margins."""
-        return select(self.candidates, self.contract.budgets)
+        """Best = highest int8 validation accuracy that holds every budget; ties go to the k-fold
+        cross-validation stored when the run was finalised (``crossval.json``), then to larger margins."""
+        from chipfit.search.crossval import stored_tie_break
+
+        return select(self.candidates, self.contract.budgets, stored_tie_break(self.dir))
 
     @property
     def best(self) -> CandidateRecord | None:

@@ -91,6 +91,22 @@ class ComputeRow(_Record):
     wall_seconds: float
 
 
+class CrossValSummary(_Record):
+    """How a tie at the top was broken: with a validation split too small to rank, the candidates within one
+    validation sample of the best were retrained on ``folds`` stratified folds of train + validation and the best
+    mean held-out accuracy (``metric``: int8) won. Its seconds are not in ``compute`` (which accounts for the
+    search's candidates)."""
+
+    folds: int
+    metric: str = "int8"
+    candidates: dict[int, float] = {}  # candidate id -> mean cross-validated accuracy
+    chosen: int | None = None  # the id selected among them
+    decided: bool = False  # whether the cross-validated accuracy chose the best (two or more candidates scored)
+    train_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    reason: str = ""
+
+
 class BestSummary(_Record):
     """The selected candidate: its configuration, validation accuracies and predicted cost."""
 
@@ -216,6 +232,7 @@ class RunReport(_Record):
     dataset: DatasetSummary | None = None
     classes: list[str] = []
     tflm: TflmCheck | None = None  # the exported .tflite under TFLM (None: no .tflite, or tflite-micro absent)
+    crossval: CrossValSummary | None = None  # a tie at the top broken by k-fold cross-validation (None: no tie-break)
 
     _finite = field_validator("test_accuracy_int8", "test_accuracy_float", mode="before")(_finite)
 
@@ -303,6 +320,7 @@ def report_schema() -> dict[str, Any]:
     return schema
 
 
-__all__ = ["REPORT_VERSION", "BestSummary", "BudgetRow", "ClosestCandidate", "DatasetSummary", "FieldSummary",
-           "MeasuredRow", "MeasurementFailure", "ParetoPoint", "ReportError", "RobustnessRow", "RunReport", "TflmCheck",
+__all__ = ["REPORT_VERSION", "BestSummary", "BudgetRow", "ClosestCandidate", "CrossValSummary", "DatasetSummary",
+           "FieldSummary", "MeasuredRow", "MeasurementFailure",
+           "ParetoPoint", "ReportError", "RobustnessRow", "RunReport", "TflmCheck",
            "load_report", "parse_report", "report_schema"]

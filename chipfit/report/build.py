@@ -25,6 +25,7 @@ from chipfit.runreport import (
     BudgetRow,
     ClosestCandidate,
     ComputeRow,
+    CrossValSummary,
     DatasetSummary,
     FieldSummary,
     MeasuredRow,
@@ -63,10 +64,12 @@ def build_report(state: RunState, *, measure: bool = True, callbacks: SearchCall
     """Finalise a run (see the module docstring); writes ``best/`` but not report.json. ``callbacks.on_phase``
     is called as each step begins (test split, robustness, finalists)."""
     import chipfit
+    from chipfit.search.crossval import cross_validate_ties
 
     cb = callbacks or SearchCallbacks()
     c, recs = state.contract, state.records
-    sel = select(recs, c.budgets)
+    cv = cross_validate_ties(recs, c, state.dataset, state.target, state.dir)
+    sel = select(recs, c.budgets, cv.tie_break)
     common: dict[str, Any] = dict(
         chipfit_version=chipfit.__version__, contract=c.name, target=state.target.name,
         runtime=state.target.runtime, counts={s: sum(1 for r in recs if r.state == s) for s in STATES},
@@ -76,6 +79,9 @@ def build_report(state: RunState, *, measure: bool = True, callbacks: SearchCall
         pareto=[ParetoPoint(id=r.id, accuracy_int8=r.accuracy_int8, latency_ms=r.predicted["latency_ms"],
                             config=r.config) for r in pareto(recs)],
         dataset=dataset_summary(state.dataset), classes=list(state.dataset.class_names),
+        crossval=None if cv.tie_break is None else CrossValSummary(
+            folds=cv.folds, candidates=cv.scores, chosen=sel.best.id if sel.best else None, decided=bool(sel.tied),
+            train_seconds=cv.train_seconds, wall_seconds=cv.wall_seconds, reason=cv.reason),
     )
     if sel.best is None:
         return RunReport(**common, verdict="FAIL", wall_seconds=state.wall_seconds, binding=sel.binding,

@@ -328,6 +328,13 @@ def render(run_dir: Path, report: RunReport, *, contract: Contract, target: Targ
                   "<p>Training seconds are optimizer steps and validation; wall seconds add pricing, export, "
                   "quantization and the int8 measurement (for a failed candidate, up to its failure). Outcomes are "
                   "judged on validation accuracy, as the search saw them.</p>"]
+    if report.crossval is not None and report.crossval.decided:
+        cv = report.crossval
+        parts.append(f"<p>The best was chosen by {cv.folds}-fold cross-validation ({_e(cv.metric)} accuracy on "
+                     f"held-out folds of train + validation) among {len(cv.candidates)} candidates tied on "
+                     f"validation accuracy: " + ", ".join(f"candidate {i} {a:.3f}" for i, a in cv.candidates.items())
+                     + f"; {cv.train_seconds:.1f} s training, {cv.wall_seconds:.1f} s wall, not in the table "
+                     "above.</p>")
     # device
     t = target
     rows = [[_td(_e(k)), _td(_fmt(getattr(t, k)), "num"), _td(_e(t.sources.get(k, "")))] for k in DEVICE_FACTS

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from chipfit.contract.schema import Budgets
@@ -21,12 +21,29 @@ from chipfit.store import CandidateRecord
 
 @dataclass(frozen=True)
 class Selection:
-    """The best candidate (or none), whether it meets the accuracy budgets, and what binds otherwise."""
+    """The best candidate (or none), whether it meets the accuracy budgets, and what binds otherwise;
+    ``tied``: the ids of the candidates tied at the top whose k-fold cross-validation decided (empty when
+    none did)."""
 
     best: CandidateRecord | None
     meets_accuracy: bool
     binding: list[str]
     closest: CandidateRecord | None
+    tied: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class TieBreak:
+    """k-fold cross-validated accuracies of candidates tied at the top, by :func:`tie_key`, and how close two
+    validation accuracies must be to count as tied (one validation sample: ``1 / n_val``)."""
+
+    scores: Mapping[str, float]
+    tolerance: float
+
+
+def tie_key(r: CandidateRecord) -> str:
+    """How a candidate's cross-validation result is keyed (its id and configuration key)."""
+    return f"{r.id}:{r.key}"
 
 
 def _trained(records: Sequence[CandidateRecord]) -> list[CandidateRecord]:
@@ -45,9 +62,10 @@ def pareto(records: Sequence[CandidateRecord]) -> list[CandidateRecord]:
     return sorted(front, key=lambda r: r.predicted["latency_ms"])
 
 
-def select(records: Sequence[CandidateRecord], budgets: Budgets) -> Selection:
-    """Best = highest int8 validation accuracy (field accuracy under a field budget) that holds every budget;
-    ties go to larger margins. Without a trained feasible candidate, the closest one is named."""
+def _ranked(records: Sequence[CandidateRecord], budgets: Budgets
+            ) -> tuple[list[CandidateRecord], bool, Callable[[CandidateRecord], float]]:
+    """The pool the best is chosen from, best first (by validation accuracy, then margins), whether it holds the
+    accuracy budgets, and the figure it is ranked on."""
     done = [r for r in _trained(records) if r.feasible]
     acc_budget, fa = budgets.accuracy, budgets.field_accuracy
 
@@ -55,16 +73,54 @@ def select(records: Sequence[CandidateRecord], budgets: Budgets) -> Selection:
         ok = acc_budget is None or r.accuracy_int8 >= acc_budget
         return ok and (fa is None or (r.accuracy_field_int8 is not None and r.accuracy_field_int8 >= fa.min))
 
-    def score(r: CandidateRecord) -> tuple[float, float]:
-        value = r.accuracy_field_int8 if fa is not None and r.accuracy_field_int8 is not None else r.accuracy_int8
-        return round(value, 6), sum(r.margins.values())
+    def value(r: CandidateRecord) -> float:
+        return r.accuracy_field_int8 if fa is not None and r.accuracy_field_int8 is not None else r.accuracy_int8
 
     meeting = [r for r in done if holds(r)]
     pool = meeting or done
+    return sorted(pool, key=lambda r: (round(value(r), 6), sum(r.margins.values())), reverse=True), bool(meeting), value
+
+
+def tied_at_top(records: Sequence[CandidateRecord], budgets: Budgets, tolerance: float, limit: int
+                ) -> list[CandidateRecord]:
+    """The candidates :func:`select` would choose among whose validation accuracy is within ``tolerance`` of the
+    best's, best first (at most ``limit``); fewer than two means no tie.
+
+    >>> from chipfit.contract.schema import Budgets
+    >>> r = lambda i, acc, m: CandidateRecord(i, str(i), {}, "COMPLETE", "", {"latency_ms": 1.0}, {}, {"ram": m},
+    ...                                       accuracy_int8=acc)
+    >>> [c.id for c in tied_at_top([r(0, 1.0, 5.0), r(1, 5 / 6, 9.0), r(2, 1.0, 1.0), r(3, 0.5, 9.0)],
+    ...                           Budgets(), 1 / 6, 5)]
+    [0, 2, 1]
+    """
+    pool, _, value = _ranked(records, budgets)
+    if not pool:
+        return []
+    top = value(pool[0])
+    return [r for r in pool if value(r) >= top - tolerance - 1e-9][:limit]
+
+
+def select(records: Sequence[CandidateRecord], budgets: Budgets, tie_break: TieBreak | None = None) -> Selection:
+    """Best = highest int8 validation accuracy (field accuracy under a field budget) that holds every budget;
+    ties go to larger margins. Without a trained feasible candidate, the closest one is named.
+
+    With ``tie_break`` (k-fold cross-validated accuracies, when the validation split is too small to rank), the
+    candidates tied at the top (within ``tie_break.tolerance``) that have a cross-validated accuracy are ranked
+    on it first, then on validation accuracy and margins."""
+    pool, meeting, value = _ranked(records, budgets)
+    acc_budget, fa = budgets.accuracy, budgets.field_accuracy
     if pool:
-        best = max(pool, key=score)
+        best, tied = pool[0], ()
+        if tie_break is not None:
+            top = value(pool[0])
+            group = [r for r in pool if value(r) >= top - tie_break.tolerance - 1e-9
+                     and tie_key(r) in tie_break.scores]
+            if len(group) >= 2:
+                best = max(group, key=lambda r: (round(tie_break.scores[tie_key(r)], 6), round(value(r), 6),
+                                                 sum(r.margins.values())))
+                tied = tuple(r.id for r in group)
         binding = [] if meeting else [n for n, b in (("accuracy", acc_budget), ("field_accuracy", fa)) if b]
-        return Selection(best, bool(meeting), binding, None if meeting else best)
+        return Selection(best, meeting, binding, None if meeting else best, tied)
     scored = [r for r in records if r.constraints]
     if not scored:
         return Selection(None, False, [], None)
