@@ -53,6 +53,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         run = Run.create(c, out=tmp / "run")
         run.search()
         report = run.finalize(measure=False)
+        qat = [r.qat for r in run.candidates if r.qat]
         search_s = time.monotonic() - t0
         t1 = time.monotonic()
         ref = run.evaluate_reference(job["reference"]) if job.get("reference") else {}
@@ -60,7 +61,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         rec = ref.get("record", {"predicted": {}, "state": None})
     best = report.best
     return {**job, "search_seconds": search_s, "reference_seconds": ref_s, "verdict": report.verdict,
-            "counts": report.counts, "compute": [r.model_dump() for r in report.compute],
+            "counts": report.counts, "qat_runs": len(qat), "qat_kept": sum(1 for q in qat if q.get("kept")),
+            "compute": [r.model_dump() for r in report.compute],
             "test_accuracy_int8": report.test_accuracy_int8,
             "best_latency_ms": best.predicted.get("latency_ms") if best else None,
             "best_config": best.config if best else None,
