@@ -60,6 +60,28 @@ class RunState:
     stopped: str = ""
 
 
+def _other_compute(state: RunState, cv: Any) -> list[ComputeRow]:
+    """Training outside the candidates: the distillation teacher (when this run trained it, not the cache) and
+    the k-fold cross-validation of tied finalists."""
+    import json
+
+    rows = []
+    teacher = state.dir / "teacher.json"
+    if teacher.is_file():
+        try:
+            t = json.loads(teacher.read_text())
+        except (OSError, ValueError):
+            t = {}
+        if t and not t.get("cached"):
+            s = float(t.get("train_seconds") or 0.0)
+            rows.append(ComputeRow(outcome="distillation teacher (trained once, shared)", candidates=1,
+                                   train_seconds=s, wall_seconds=s))
+    if cv.tie_break is not None and cv.train_seconds:
+        rows.append(ComputeRow(outcome="k-fold cross-validation of tied finalists", candidates=len(cv.scores),
+                               train_seconds=cv.train_seconds, wall_seconds=cv.wall_seconds))
+    return rows
+
+
 def build_report(state: RunState, *, measure: bool = True, callbacks: SearchCallbacks | None = None) -> RunReport:
     """Finalise a run (see the module docstring); writes ``best/`` but not report.json. ``callbacks.on_phase``
     is called as each step begins (test split, robustness, finalists)."""
@@ -75,7 +97,7 @@ def build_report(state: RunState, *, measure: bool = True, callbacks: SearchCall
         runtime=state.target.runtime, counts={s: sum(1 for r in recs if r.state == s) for s in STATES},
         stopped=state.stopped, train_seconds_total=sum(r.train_seconds for r in recs),
         train_seconds_infeasible=sum(r.train_seconds for r in recs if r.state == "INFEASIBLE"),
-        compute=[ComputeRow(**asdict(s)) for s in compute_account(recs, c.budgets)],
+        compute=[*(ComputeRow(**asdict(s)) for s in compute_account(recs, c.budgets)), *_other_compute(state, cv)],
         pareto=[ParetoPoint(id=r.id, accuracy_int8=r.accuracy_int8, latency_ms=r.predicted["latency_ms"],
                             config=r.config) for r in pareto(recs)],
         dataset=dataset_summary(state.dataset), classes=list(state.dataset.class_names),

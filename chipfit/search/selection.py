@@ -128,7 +128,8 @@ def select(records: Sequence[CandidateRecord], budgets: Budgets, tie_break: TieB
     return Selection(None, False, sorted(k for k, v in closest.constraints.items() if v > 0), closest)
 
 
-# Where a run's compute went: every record falls in exactly one of these, in this order of precedence
+# Where a run's compute went: every record falls in exactly one of these, in this order of precedence (a run's
+# report adds rows for training outside the candidates: a distillation teacher, k-fold cross-validation)
 OUTCOMES = ("holds every budget", "below the accuracy budget", "below the field-accuracy budget",
             "broke a cost budget (trained anyway)", "pruned", "failed", "infeasible (costed, never trained)")
 
