@@ -69,7 +69,7 @@ def main() -> None:
                     break
                 run = Run.create(c, out=tmp / "run")
                 run.search()
-                rep = run.finalize()
+                rep = run.finalize(measure=False).model_dump(mode="json")  # the typed RunReport as a dict
                 results[with_field] = rep
                 raw[f"{name}/{'with' if with_field else 'without'}"] = {
                     k: rep.get(k) for k in ("test_accuracy_int8", "field_accuracy", "robustness", "counts", "best")}
