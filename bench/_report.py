@@ -33,7 +33,8 @@ def commit() -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--", ".", ":(exclude)BENCHMARKS.md")
+    # the benches' own outputs (BENCHMARKS.md, bench/*.json) are not code: they do not make the tree dirty
+    dirty = git("status", "--porcelain", "--", ".", ":(exclude)BENCHMARKS.md", ":(exclude)bench/*.json")
     return f"{head} + uncommitted changes" if dirty else head
 
 
