@@ -23,7 +23,8 @@ another process minutes after the calibration, with the machine's busy state bes
 * Noise floor: the same networks, pass 2 against pass 1 (two processes minutes apart), raw and rescaled by
   each pass's reference timing.
 
-Run: ``python bench/predictor.py [--draws 5] [--ordinary 60] [--space 40]`` (about 10-15 minutes).
+Run: ``python bench/predictor.py [--draws 5] [--ordinary 60] [--space 40] [--node-model linear|trees]`` (about
+10-15 minutes).
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ def main() -> None:
     ap.add_argument("--gap", type=float, default=120.0, help="least seconds between the two measuring passes")
     ap.add_argument("--no-write", action="store_true", help="print only; do not touch BENCHMARKS.md")
     ap.add_argument("--keep", type=Path, help="keep the networks, calibrations and passes in this folder")
+    ap.add_argument("--node-model", choices=("linear", "trees"), default="linear",
+                    help="the calibration's per-node cost: feature costs, or feature costs + per-node trees")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     for name in ("chipfit", "bench"):
@@ -139,7 +142,7 @@ def main() -> None:
         for k in range(args.draws):
             tc = time.time()
             cal = calibrate("host", probes=args.probes, seed=CALIBRATION_SEED + k, save=False, allow_busy=True,
-                            workdir=d / f"probes{k}")
+                            workdir=d / f"probes{k}", node_model=args.node_model)
             cal_s.append(time.time() - tc)
             cal_files.append(cal.save(d / f"calibration-{k}.json"))
             log.info("draw %d calibrated in %.0f s; %s", k, cal_s[-1], "BUSY: " + cal.busy_reason if cal.busy
@@ -210,7 +213,8 @@ def main() -> None:
              f"(min of {args.rounds} x {args.runs} runs, interleaved). Goal: >= 90% within ±10% on the ordinary "
              f"set, >= 95% on search-space networks, repeatability >= 95% within ±10%. Predictions by "
              f"`chipfit.profile` with each cached calibration; e.g. basis '{basis_example.basis}', source "
-             f"'{basis_example.efficiency_source.split('; ')[-1]}'. Wall time {time.time() - t0:.0f} s.\n")
+             f"'{basis_example.efficiency_source.split('; ')[-1]}'; per-node cost model: {args.node_model}. "
+             f"Wall time {time.time() - t0:.0f} s.\n")
     print(body)
     if not args.no_write:
         write_section("Latency predictor vs measurement (bench/predictor.py)", body)

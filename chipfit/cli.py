@@ -1011,6 +1011,9 @@ def calibrate_cmd(
     = False,
     wait: Annotated[float, typer.Option("--wait", min=0, help="When the machine is busy, wait up to this many "
                                         "seconds for it to calm down before refusing.")] = 0.0,
+    node_model: Annotated[str, typer.Option("--node-model", help="linear: feature costs (the default); trees: "
+                                            "also gradient-boosted trees fitted to the probes' per-node profile "
+                                            "times (experimental; BENCHMARKS.md).")] = "linear",
 ) -> None:
     """Measure generated probe networks on a runtime and fit the cost model to them; later `profile`, `check`
     and `run` on that target use the calibration. Refuses while the machine is busy (a fixed reference
@@ -1028,6 +1031,8 @@ def calibrate_cmd(
     with _errors():
         if dtype not in ("int8", "float32"):
             raise UsageError(f"--dtype must be int8 or float32; given '{dtype}'.")
+        if node_model not in ("linear", "trees"):
+            raise UsageError(f"--node-model must be linear or trees; given '{node_model}'.")
         t = create_target(target)
         if t.runtime != "onnxruntime":
             raise UsageError(_calibrate_hint(t))
@@ -1043,7 +1048,8 @@ def calibrate_cmd(
             rt = AgentRuntime(agent, read_token(token_file))
         elif token_file is not None:
             raise UsageError("--token-file is used only with --agent URL; given --token-file alone.")
-        cal = calibrate(t.name, runtime=rt, probes=probes, dtype=dtype, allow_busy=allow_busy, wait_s=wait)
+        cal = calibrate(t.name, runtime=rt, probes=probes, dtype=dtype, allow_busy=allow_busy, wait_s=wait,
+                        node_model=node_model)
         path = calibration_path(t.name, cal.runtime, dtype, cal.device)
     if as_json:
         _json({**cal.to_dict(), "path": str(path)})
@@ -1056,7 +1062,8 @@ def calibrate_cmd(
                  ("estimator", cal.estimator),
                  ("fit (in-sample)", f"median error {fit.median_abs_error:.1%}, {fit.within_10:.0%} within ±10%, "
                                      f"{fit.within_20:.0%} within ±20%" if fit else "-"),
-                 ("feature costs", f"{len(cal.coefficients)} non-zero (scheme {cal.scheme})"),
+                 ("feature costs", f"{len(cal.coefficients)} non-zero (scheme {cal.scheme})"
+                  + (f"; + {len(cal.trees.trees)} per-node trees" if cal.trees is not None else "")),
                  ("machine", "not checked" if cal.reference_ms is None else
                   f"reference workload {cal.reference_ms * 1e3:.0f} us"
                   + (f" (baseline {cal.reference_baseline_ms * 1e3:.0f} us)" if cal.reference_baseline_ms else "")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import collections
 import datetime as _dt
+import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -42,10 +43,11 @@ from typing import Any
 
 import numpy as np
 
+from chipfit.cost.nodecost import TreeEnsemble, fit_trees, node_descriptors
 from chipfit.errors import MeasurementError
 from chipfit.graph.opgraph import OpGraph
 
-SCHEME = "cpu-features-v5"
+SCHEME = "cpu-features-v6"  # v6: an optional per-node tree model (``node_model``) beside the feature costs
 # Vector widths the kernels pad to, found by timing 360 single-layer int8 models with ONNX Runtime on x86 and
 # checked on an exploratory probe set (seed 7): GEMM output channels to 16 (fewer than 16 output channels run a
 # slower narrow kernel), reduction depth to 4, depthwise channels to 32 (and 16-channel alignment).
@@ -160,6 +162,71 @@ def graph_features(graph: OpGraph) -> dict[str, float]:
     return total
 
 
+# The linear features a tree also reads (as log2(1 + value)): where a node sits in the NHWC runs, whether it
+# falls back to float, which padded-GEMM regime it is in.
+_TREE_LINEAR = ("nhwc_runs", "nhwc_edge", "fmacs", "fim2col", "narrow_conv", "pmacs_conv", "pmacs_dw", "im2col_conv",
+                "out_conv", "stem_macs", "s8op_macs", "s8op_dw_macs", "u8_pmacs", "dw_unal", "u8_dw_macs", "pool_win")
+TREE_PREFIX = "tree:"  # node observations carry the node's tree descriptors under these keys
+TREE_DELTA_MS = 0.002  # the profiler's own time per node, taken off a node's profile time before the trees fit it
+
+
+def tree_descriptors(graph: OpGraph, feats: list[dict[str, float]] | None = None) -> list[dict[str, float] | None]:
+    """Per node the descriptors the per-node trees read (None for nodes of no :data:`TREE_CLASSES` class):
+    :func:`chipfit.cost.nodecost.node_descriptors`, the log of the node's linear features, whether it reads a
+    graph input, its input's spatial size and its position in the graph."""
+    feats = node_features(graph) if feats is None else feats
+    out: list[dict[str, float] | None] = []
+    inputs = set(graph.inputs)
+    for i, (n, d, f) in enumerate(zip(graph.nodes, node_descriptors(graph), feats, strict=True)):
+        if d is None:
+            out.append(None)
+            continue
+        r = dict(d)
+        for k in _TREE_LINEAR:
+            r[k] = math.log2(1.0 + f.get(k, 0.0))
+        t = graph.tensors.get(n.inputs[0]) if n.inputs else None
+        r["first"] = float(bool(n.inputs) and n.inputs[0] in inputs)
+        r["in_pix_log2"] = math.log2(max(1, t.numel // max(1, t.shape[1]))) if t is not None and len(
+            t.shape) > 1 else 0.0
+        r["pos"] = float(i)
+        out.append(r)
+    return out
+
+
+def _work_log2(x: np.ndarray, features: Sequence[str]) -> np.ndarray:
+    """A node's work (log2 of its MACs, or of its input elements when larger, e.g. a pool): the trees predict the
+    time per unit of it, so they extrapolate as a constant cost per MAC beyond the probes' sizes."""
+    f = list(features)
+    return np.maximum(x[:, f.index("macs_log2")], x[:, f.index("in_log2")])
+
+
+def fit_node_model(samples: Sequence[tuple[Mapping[str, float], float]], *, seed: int = 0) -> TreeEnsemble | None:
+    """Gradient-boosted trees on per-node profile times: ``(descriptors, ms)`` pairs (descriptors as from
+    :func:`tree_descriptors`); None with fewer than 50 samples."""
+    rows = [(d, ms) for d, ms in samples if ms > 0]
+    if len(rows) < 50:
+        return None
+    features = tuple(sorted(rows[0][0]))
+    x = np.array([[float(d.get(k, 0.0)) for k in features] for d, _ in rows])
+    ms = np.array([v for _, v in rows])
+    y = np.log(np.maximum(ms - TREE_DELTA_MS, 5e-4)) - _work_log2(x, features) * math.log(2)
+    return fit_trees(x, y, features, n_estimators=400, max_depth=4, learning_rate=0.05, seed=seed)
+
+
+def tree_node_ms(model: TreeEnsemble, graph: OpGraph, feats: list[dict[str, float]] | None = None) -> list[float]:
+    """The trees' ms per node (0 for nodes they do not price)."""
+    desc = tree_descriptors(graph, feats)
+    idx = [i for i, d in enumerate(desc) if d is not None]
+    out = [0.0] * len(desc)
+    if not idx:
+        return out
+    x = np.array([[float(desc[i].get(k, 0.0)) for k in model.features] for i in idx])  # type: ignore[union-attr]
+    pred = np.exp(model.predict(x) + _work_log2(x, model.features) * math.log(2))
+    for i, v in zip(idx, pred, strict=True):
+        out[i] = float(v)
+    return out
+
+
 @dataclass(frozen=True)
 class FitStats:
     """In-sample quality of a fit (relative error of the prediction against the measurement)."""
@@ -193,6 +260,14 @@ class Calibration:
     reference_baseline_ms: float | None = None
     busy: bool | None = None
     busy_reason: str = ""
+    # optional per-node trees (TreeEnsemble.to_dict()) fitted to per-node profile times; the coefficient
+    # ``trees`` scales their sum within the whole-network fit
+    node_model: Mapping[str, Any] | None = None
+
+    @functools.cached_property
+    def trees(self) -> TreeEnsemble | None:
+        """The per-node trees, or None (a linear feature-cost calibration)."""
+        return TreeEnsemble.from_dict(self.node_model) if self.node_model else None
 
     def applies_to(self, target: str, runtime: str, dtype: str) -> bool:
         return (self.target, self.runtime, self.dtype) == (target, runtime, dtype) and self.scheme == SCHEME
@@ -222,7 +297,11 @@ class Calibration:
     def node_ms(self, graph: OpGraph) -> list[float]:
         """Predicted ms per node (0 for alias nodes)."""
         c = self.coefficients
-        return [sum(c.get(k, 0.0) * v for k, v in f.items()) for f in node_features(graph)]
+        feats = node_features(graph)
+        lin = [sum(c.get(k, 0.0) * v for k, v in f.items()) for f in feats]
+        if self.trees is None or not c.get("trees"):
+            return lin
+        return [a + c["trees"] * b for a, b in zip(lin, tree_node_ms(self.trees, graph, feats), strict=True)]
 
     def predict_ms(self, graph: OpGraph) -> float:
         return float(self.coefficients.get("const", 0.0) + sum(self.node_ms(graph)))
@@ -233,6 +312,10 @@ class Calibration:
         nodes = f" + {self.extra['node_observations']} per-node profile times" if self.extra.get(
             "node_observations") else ""
         busy = " (taken while the machine was busy: " + self.busy_reason + ")" if self.busy else ""
+        if self.trees is not None:
+            nodes += (f"; per-node cost: linear feature costs + {len(self.trees.trees)} gradient-boosted trees on "
+                      f"{self.extra.get('tree_samples', '?')} per-node profile times "
+                      f"(x{self.coefficients.get('trees', 0):.3g})")
         return (f"calibrated: {self.measurements} probe measurements ({self.estimator}){nodes} by {by} on "
                 f"{self.device}, {self.created[:10]}{fit}{busy}")
 
@@ -240,6 +323,7 @@ class Calibration:
         d = asdict(self)
         d["coefficients"] = dict(self.coefficients)
         d["extra"] = dict(self.extra)
+        d["node_model"] = dict(self.node_model) if self.node_model else None
         return d
 
     @classmethod
@@ -284,11 +368,15 @@ _UNPROFILED_PREFIXES = ("const", "nodes", "fnodes", "stem_n", "fio", "elems_")
 
 def node_observations(graph: OpGraph, events: Sequence[tuple[str, float]]) -> list[tuple[dict[str, float], float]]:
     """Pair the graph's MAC and pool nodes with a runtime profile's ``(op_name, us)`` events, in execution order;
-    ``[]`` when the counts do not match (the runtime fused or split something this mapping does not know)."""
+    ``[]`` when the counts do not match (the runtime fused or split something this mapping does not know).
+    Each observation's dict holds the node's linear features and, under ``tree:`` keys, its tree descriptors
+    (:func:`tree_descriptors`)."""
     feats = node_features(graph)
+    desc = tree_descriptors(graph, feats)
+    both = [{**f, **{TREE_PREFIX + k: v for k, v in (d or {}).items()}} for f, d in zip(feats, desc, strict=True)]
     obs: list[tuple[dict[str, float], float]] = []
     for classes, ops in _PROFILED:
-        nodes = [f for n, f in zip(graph.nodes, feats, strict=True) if n.op.value in classes]
+        nodes = [f for n, f in zip(graph.nodes, both, strict=True) if n.op.value in classes]
         times = [us for op, us in events if op in ops]
         if len(nodes) != len(times):
             return []
@@ -313,12 +401,16 @@ def _node_prior(keys: list[str], node_obs: Sequence[Sequence[tuple[dict[str, flo
 def fit_calibration(graphs: Sequence[OpGraph], measured_ms: Sequence[float], *, target: str, runtime: str,
                     dtype: str, device: str, estimator: str, runtime_version: str = "", source: str = "",
                     node_obs: Sequence[Sequence[tuple[dict[str, float], float]]] | None = None,
-                    prior_weight: float = 0.3) -> Calibration:
+                    prior_weight: float = 0.3, node_model: str = "linear") -> Calibration:
     """Fit feature costs to measurements by non-negative least squares on relative error.
 
     With ``node_obs`` (per-node profile times of the same probes, :func:`node_observations`) the per-MAC and
     per-element costs are first fitted to the nodes, and the whole-network fit is pulled toward them
-    (ridge, ``prior_weight``): many node times inform what 50 totals alone leave loose."""
+    (ridge, ``prior_weight``): many node times inform what 50 totals alone leave loose.
+
+    With ``node_model="trees"`` (and ``node_obs``) gradient-boosted trees are also fitted to the per-node
+    profile times of the MAC and pool nodes (:func:`fit_node_model`); their sum over a network's nodes becomes
+    one more column (``trees``) of the whole-network fit, next to the feature costs."""
     from scipy.optimize import nnls
 
     y = np.asarray(measured_ms, dtype=np.float64)
@@ -329,7 +421,17 @@ def fit_calibration(graphs: Sequence[OpGraph], measured_ms: Sequence[float], *, 
         bad = [(i, float(v)) for i, v in enumerate(y) if not np.isfinite(v) or v <= 0][:5]
         raise MeasurementError(f"expected every measured latency to be a positive number; given (index, ms) {bad}. "
                                "Drop those measurements or measure again.")
+    if node_model not in ("linear", "trees"):
+        raise MeasurementError(f"node_model must be 'linear' or 'trees'; given {node_model!r}.")
     feats = [graph_features(g) for g in graphs]
+    trees = None
+    if node_model == "trees" and node_obs:
+        samples = [({k[len(TREE_PREFIX):]: v for k, v in f.items() if k.startswith(TREE_PREFIX)}, ms)
+                   for probe in node_obs for f, ms in probe]
+        trees = fit_node_model([(d, ms) for d, ms in samples if d])
+        if trees is not None:
+            for g, f in zip(graphs, feats, strict=True):
+                f["trees"] = float(sum(tree_node_ms(trees, g)))
     keys = sorted(set().union(*feats))
     x = np.array([[f.get(k, 0.0) for k in keys] for f in feats])
     scale = np.maximum(x.max(axis=0), 1e-12)  # column scaling keeps NNLS well conditioned
@@ -339,7 +441,7 @@ def fit_calibration(graphs: Sequence[OpGraph], measured_ms: Sequence[float], *, 
     if prior is not None:
         pen, target_ = [], []
         for j, k in enumerate(keys):
-            if k.startswith(_UNPROFILED_PREFIXES):
+            if k.startswith(_UNPROFILED_PREFIXES) or k == "trees":
                 continue
             row = np.zeros(len(keys))
             p_scaled = prior[j] * scale[j]
@@ -356,7 +458,9 @@ def fit_calibration(graphs: Sequence[OpGraph], measured_ms: Sequence[float], *, 
                        coefficients={k: float(v) for k, v in zip(keys, coef, strict=True) if v > 0},
                        measurements=len(y), estimator=estimator, runtime_version=runtime_version,
                        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), fit=stats, source=source,
-                       extra={"node_observations": n_nodes, "prior_weight": prior_weight} if prior is not None else {})
+                       extra=({"node_observations": n_nodes, "prior_weight": prior_weight} if prior is not None
+                              else {}) | ({"tree_samples": n_nodes} if trees is not None else {}),
+                       node_model=trees.to_dict() if trees is not None else None)
 
 
 def reference_baseline_path() -> Path:

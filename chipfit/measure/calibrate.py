@@ -113,7 +113,7 @@ def calibrate(target: str = "host", *, runtime: Runtime | None = None, probes: i
               dtype: str = "int8", seed: int = CALIBRATION_SEED, rounds: int = 5, runs: int = 20,
               workdir: str | Path | None = None, save: bool = True, runtime_name: str = "onnxruntime",
               profile: bool = True, ordinary: int | None = None, allow_busy: bool = False,
-              wait_s: float = 0.0) -> Calibration:
+              wait_s: float = 0.0, node_model: str = "linear") -> Calibration:
     """Build ``probes`` networks, measure them on ``runtime`` (default: ONNX Runtime, one thread, on this
     machine), fit the feature costs and (``save``) cache the result where
     :func:`chipfit.cost.calibration.find_calibration` finds it. With ``profile`` and a runtime that can profile
@@ -126,7 +126,10 @@ def calibrate(target: str = "host", *, runtime: Runtime | None = None, probes: i
     On this machine the fixed reference workload is timed first and beside the probes
     (:mod:`chipfit.measure.reference`): a busy machine is waited for up to ``wait_s`` seconds, then refused
     (:class:`BusyMachineError`) unless ``allow_busy``. The calibration keeps the reference timing it was
-    taken with, and the cost model checks it whenever it uses the calibration."""
+    taken with, and the cost model checks it whenever it uses the calibration.
+
+    ``node_model="trees"`` also fits gradient-boosted trees to the per-node profile times (needs ``profile``
+    and a runtime that profiles); see :func:`chipfit.cost.calibration.fit_calibration`."""
     from chipfit.measure.ordinary import ORDINARY_CALIBRATION_SEED, make_ordinary
     from chipfit.measure.probes import make_probes
 
@@ -166,7 +169,7 @@ def calibrate(target: str = "host", *, runtime: Runtime | None = None, probes: i
 
         ref_id = baseline_key(rt.threads)
     cal = fit_calibration([p.graph for p in built], [m.latency_ms for m in ms], target=target, runtime=runtime_name,
-                          node_obs=node_obs,
+                          node_obs=node_obs, node_model=node_model,
                           dtype=dtype, device=ms[0].device, estimator=ms[0].estimator.split(" interleaved")[0]
                           + " (interleaved)", runtime_version=ms[0].runtime,
                           source=f"chipfit calibrate: {len(built) - n_ord} probes covering {8 * (probes - n_ord)} "
