@@ -158,6 +158,10 @@ def calibrate(target: str = "host", *, runtime: Runtime | None = None, probes: i
         files = [inspect_model(p.path) for p in built]  # read once: timed, then profiled
         ms = measure_probes(rt, files, rounds=rounds, runs=runs)
         node_obs = profile_probes(rt, built, files) if profile else None
+    if node_model == "trees" and not any(node_obs or ()):
+        log.warning("per-node trees need per-node profile times, and %s gave none (%s): the calibration keeps "
+                    "the linear feature costs only", rt.describe(), "profiling off" if not profile else
+                    "this runtime cannot profile per node")
     busy = [m for m in ms if m.busy]
     if busy and not allow_busy:
         raise _refuse(busy[0], f"while the probes were measured ({len(busy)} of {len(ms)} measurements)")
