@@ -116,14 +116,9 @@ class SearchLoop(CandidateTrainer):
     def warm_start(self, study: optuna.Study) -> list[ArchConfig]:
         """Enqueue every family's reference analogue, scaled down to hold the cost budgets
         (:mod:`chipfit.search.warmstart`), as the study's first trials."""
-        from chipfit.budgets import check_budgets, constraints
         from chipfit.search.warmstart import trial_params, warm_start_configs
 
-        def fits(config: ArchConfig) -> bool:
-            checks = check_budgets(self.pricer.price(config).cost, self.c, target=self.target)
-            return all(v <= 0 for v in constraints(checks, risk=self.s.risk).values())
-
-        configs = warm_start_configs(self.space, fits)
+        configs = warm_start_configs(self.space, self.holds_cost_budgets)
         for cfg in configs:
             study.enqueue_trial(trial_params(cfg), skip_if_exists=True)
         log.info("warm start: %d scaled reference-family configs first (%s)", len(configs),

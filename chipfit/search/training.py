@@ -171,6 +171,12 @@ class CandidateTrainer:
             return CandidateRecord(**base, state="FAILED", reason=f"{type(exc).__name__}: {exc}",
                                    failure_kind=kind, wall_seconds=time.monotonic() - t0)
 
+    def holds_cost_budgets(self, config: ArchConfig) -> bool:
+        """Whether ``config``'s predicted cost holds every cost budget (AT RISK per ``search.risk``), as
+        :meth:`assess` judges it."""
+        checks = check_budgets(self.pricer.price(config).cost, self.c, target=self.target)
+        return not any(v > 0 for v in constraints(checks, risk=self.s.risk).values())
+
     def assess(self, config: ArchConfig, number: int, *, train_infeasible: bool = False
                ) -> tuple[dict[str, Any], CandidateRecord | None]:
         """Cost ``config`` against the budgets. Returns the record's common fields and, when the candidate
