@@ -32,9 +32,10 @@ from chipfit.space.spaces import reference_config
 log = get_logger(__name__)
 
 # the reference architecture each (modality, family) starts from, when the family has one in the space
-ANALOGUES: dict[tuple[str, str], str] = {("audio", "dscnn"): "dscnn-kws", ("series", "cnn"): "cnn1d-har"}
+ANALOGUES: dict[tuple[str, str], str] = {("audio", "dscnn"): "dscnn-kws", ("series", "cnn"): "cnn1d-har",
+                                         ("image", "resnet"): "resnet8"}
 # which parameter shrinks first when several are equally far from their cheapest choice
-PRIORITY = ("width", "resolution", "blocks", "expand", "n_mfcc", "hop_ms", "kernel", "stem_kernel")
+PRIORITY = ("width", "width2", "width3", "resolution", "blocks", "expand", "n_mfcc", "hop_ms", "kernel", "stem_kernel")
 
 
 def _nearest(choices: list[Any], value: Any) -> int:
@@ -71,10 +72,12 @@ def _shrink(space: SearchSpace, family: str, idx: dict[str, int]) -> dict[str, i
 
 def warm_start_configs(space: SearchSpace, fits: Callable[[ArchConfig], bool], *,
                        max_steps: int = 40) -> list[ArchConfig]:
-    """For every family, the largest config on its shrinking path from the reference analogue that ``fits``
-    (holds every cost budget); families where none fits within ``max_steps`` are left out."""
+    """For every family (those with a reference analogue first), the largest config on its shrinking path from
+    the reference analogue that ``fits`` (holds every cost budget); families where none fits within
+    ``max_steps`` are left out."""
     out = []
-    for family in space.families:
+    # the families with a reference analogue first: the expert's own choice is the first candidate trained
+    for family in sorted(space.families, key=lambda f: (space.modality, f) not in ANALOGUES):
         idx: dict[str, int] | None = start_indices(space, family)
         for _ in range(max_steps):
             if idx is None:

@@ -158,8 +158,10 @@ class _BasicBlock(nn.Module):
 
 @register_family("resnet")
 def resnet(p: Mapping[str, Any], cin: int, num_classes: int, dims: int, size: tuple[int, ...]) -> nn.Module:
-    """ResNet with one basic block per stage (MLPerf Tiny IC ResNet-8 is widths [16, 32, 64])."""
-    widths = [int(w) for w in p["widths"]]
+    """ResNet with one basic block per stage (MLPerf Tiny IC ResNet-8 is widths [16, 32, 64]): the stage widths
+    as ``widths``, or as ``width``, ``width2``, ``width3`` (how the image space searches them)."""
+    widths = [int(w) for w in p["widths"]] if "widths" in p else \
+        [int(p[k]) for k in ("width", "width2", "width3") if k in p]
     layers: list[nn.Module] = [conv_bn(cin, widths[0], 3, 1, dims)]
     c = widths[0]
     for i, w in enumerate(widths):

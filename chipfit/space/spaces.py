@@ -99,6 +99,10 @@ class ImageSpace(SearchSpace):
                  "expand": [2, 3, 4, 6], "kernel": [3, 5], "downsample": [1, 2, 3]},
         "cnn": {"resolution": [0.5, 0.75, 1.0], "width": [4, 8, 12, 16, 24, 32], "blocks": [1, 2, 3, 4],
                 "kernel": [3, 5], "stride": [2]},
+        # MLPerf Tiny's ResNet-8 (one basic block per stage) with each stage's width searched; its largest choices
+        # are ResNet-8 itself, so the warm start shrinks the reference (chipfit.search.warmstart)
+        "resnet": {"resolution": [0.5, 0.75, 1.0], "width": [8, 12, 16], "width2": [16, 24, 32],
+                   "width3": [32, 48, 64]},
     }
 
     def model_input_shape(self, config: ArchConfig) -> tuple[int, ...]:
@@ -186,7 +190,7 @@ def _references() -> dict[str, tuple[str, ArchConfig]]:
         "dscnn-kws": ("audio", ArchConfig("dscnn", {"width": 64, "blocks": 4, "kernel": 3, "stem_kernel": "10x4",
                                                     "stem_stride": 2, "downsample": 0, "frame_ms": 40, "hop_ms": 20,
                                                     "n_mfcc": 10})),
-        "resnet8": ("image", ArchConfig("resnet", {"widths": [16, 32, 64]})),
+        "resnet8": ("image", ArchConfig("resnet", {"width": 16, "width2": 32, "width3": 64})),
         "mobilenetv1-0.25": ("image", ArchConfig("mobilenetv1", {"alpha": 0.25, "blocks": 13})),
         "cnn1d-har": ("series", ArchConfig("cnn", {"width": 16, "blocks": 3, "kernel": 5, "stride": 2})),
     }
