@@ -116,6 +116,10 @@ class BestSummary(_Record):
     accuracy_float: float | None
     predicted: dict[str, Any]
     artifacts: dict[str, str]
+    epochs: int = 0
+    # how it was trained (chipfit.train.recipes.Recipe as recorded) and its quantization-aware fine-tuning, if any
+    recipe: dict[str, Any] = {}
+    qat: dict[str, Any] | None = None
 
 
 class MeasuredRow(_Record):

@@ -41,6 +41,15 @@ def _png(fig: Any) -> str:
     return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
+def _qat_words(qat: dict[str, Any] | None) -> str:
+    """The best model's quantization-aware fine-tuning in words."""
+    if not qat:
+        return "no quantization-aware fine-tuning (off, or post-training quantization lost no more than its threshold)"
+    return (f"quantization-aware fine-tuning {qat['epochs']} epochs took int8 validation accuracy "
+            f"{qat['accuracy_int8_before']:.3f} -> {qat['accuracy_int8_after']:.3f} "
+            f"({'kept' if qat['kept'] else 'not kept: the post-training model is shipped'})")
+
+
 def _e(x: Any) -> str:
     return html.escape(str(x))
 
@@ -179,6 +188,9 @@ def render(run_dir: Path, report: RunReport, *, contract: Contract, target: Targ
         parts.append(f"<p>best candidate {b.id}: <code>{_e(json.dumps(b.config))}</code>; int8 validation "
                      f"accuracy {_fmt(b.accuracy_int8)}, test accuracy int8 {_fmt(report.test_accuracy_int8)} "
                      f"(float {_fmt(report.test_accuracy_float)}) — {_e(report.accuracy_source)}</p>")
+        from chipfit.train.recipes import describe_recipe
+
+        parts.append(f"<p>trained {b.epochs} epochs: {_e(describe_recipe(b.recipe))}; {_e(_qat_words(b.qat))}</p>")
     if v != "PASS":
         closest = report.closest.model_dump(mode="json") if report.closest else None
         parts.append(f"<p class='FAIL'>no model holds every budget{': ' + _e(report.reason) if report.reason else ''}"

@@ -54,6 +54,32 @@ class Recipe:
         return self == Recipe()
 
 
+def describe_recipe(recipe: dict[str, Any]) -> str:
+    """A recorded recipe (``Recipe.to_dict()``, with the teacher's note when distilled) in words.
+
+    >>> describe_recipe({"one_cycle": True, "label_smoothing": 0.1, "mixup": "cutmix", "balance": "off"})
+    'one-cycle learning rate, label smoothing 0.1, cutmix'
+    >>> describe_recipe({})
+    'plain cross-entropy, constant learning rate'
+    """
+    words = []
+    if recipe.get("one_cycle"):
+        words.append("one-cycle learning rate")
+    if recipe.get("label_smoothing"):
+        words.append(f"label smoothing {recipe['label_smoothing']:g}")
+    if recipe.get("mixup", "off") != "off":
+        words.append(str(recipe["mixup"]))
+    if recipe.get("specaugment"):
+        words.append("SpecAugment")
+    if recipe.get("balance", "off") != "off":
+        words.append(f"class balance by {recipe['balance']}")
+    if recipe.get("distill_alpha"):
+        teacher = recipe.get("teacher")
+        words.append(f"distilled (alpha {recipe['distill_alpha']:g}) from teacher {teacher}" if teacher else
+                     "distillation asked but no teacher could be built")
+    return ", ".join(words) or "plain cross-entropy, constant learning rate"
+
+
 def imbalance(y: np.ndarray, num_classes: int) -> float:
     """Largest class count over the smallest (present) one; 1.0 for balanced labels."""
     counts = np.bincount(y, minlength=num_classes)

@@ -80,6 +80,12 @@ def test_report_html_names_layers_summarises_robustness_and_lists_references(fin
     assert device_cites and device_cites <= set(listed)
     for n in device_cites:
         assert references()[n].url in listed[n]
+    # how the selected model was trained: its epochs and recipe as recorded, and its QAT
+    best = report["best"]
+    assert best["epochs"] > 0 and best["recipe"], best
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert f"trained {best['epochs']} epochs: " in html
+    assert ("quantization-aware fine-tuning" in html) and (best["qat"] is None or "kept" in html)
 
 
 def test_infeasible_candidates_are_drawn_apart_as_costed_never_trained(finished_run, tmp_path):
