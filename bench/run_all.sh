@@ -22,7 +22,7 @@ run predictor bench/predictor.py
 run runtime bench/runtime.py
 run profile bench/profile.py
 
-( run quality bench/quality.py --minutes "${QUALITY_MINUTES:-1.5}" --parallel 1 ) &
+( run quality bench/quality.py ${QUALITY_MINUTES:+--minutes "$QUALITY_MINUTES"} --parallel 1 ) &
 ( run ablation bench/ablation.py --minutes "${ABLATION_MINUTES:-1.2}" --parallel 1 ) &
 ( run tflm bench/tflm.py --write; run arena_cores bench/arena_cores.py --write;
   run virtual_board bench/virtual_board.py --write; run predictor_mcu bench/predictor_mcu.py --write ) &
