@@ -101,7 +101,7 @@ def main() -> None:
     ap.add_argument("--gap", type=float, default=120.0, help="least seconds between the two measuring passes")
     ap.add_argument("--no-write", action="store_true", help="print only; do not touch BENCHMARKS.md")
     ap.add_argument("--keep", type=Path, help="keep the networks, calibrations and passes in this folder")
-    ap.add_argument("--node-model", choices=("linear", "trees"), default="linear",
+    ap.add_argument("--node-model", choices=("linear", "trees"), default="trees",
                     help="the calibration's per-node cost: feature costs, or feature costs + per-node trees")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")

@@ -1011,9 +1011,10 @@ def calibrate_cmd(
     = False,
     wait: Annotated[float, typer.Option("--wait", min=0, help="When the machine is busy, wait up to this many "
                                         "seconds for it to calm down before refusing.")] = 0.0,
-    node_model: Annotated[str, typer.Option("--node-model", help="linear: feature costs (the default); trees: "
-                                            "also gradient-boosted trees fitted to the probes' per-node profile "
-                                            "times (experimental; BENCHMARKS.md).")] = "linear",
+    node_model: Annotated[str, typer.Option("--node-model", help="trees (the default): feature costs and "
+                                            "gradient-boosted trees fitted to the probes' per-node profile times "
+                                            "(where the runtime profiles per node); linear: feature costs only.")]
+    = "trees",
 ) -> None:
     """Measure generated probe networks on a runtime and fit the cost model to them; later `profile`, `check`
     and `run` on that target use the calibration. Refuses while the machine is busy (a fixed reference
@@ -1049,7 +1050,7 @@ def calibrate_cmd(
         elif token_file is not None:
             raise UsageError("--token-file is used only with --agent URL; given --token-file alone.")
         cal = calibrate(t.name, runtime=rt, probes=probes, dtype=dtype, allow_busy=allow_busy, wait_s=wait,
-                        node_model=node_model)
+                        node_model=None if node_model == "trees" else node_model)
         path = calibration_path(t.name, cal.runtime, dtype, cal.device)
     if as_json:
         _json({**cal.to_dict(), "path": str(path)})

@@ -22,6 +22,11 @@ node reads and writes, and two effects found by profiling ONNX Runtime on x86 (`
 The prediction of a graph is the sum of its nodes' feature costs plus a fixed per-inference cost; the
 per-node sums become the per-layer latencies of the :class:`~chipfit.cost.model.Cost`.
 
+Where the runtime profiles per node (ONNX Runtime; ``chipfit calibrate --node-model trees``, the default),
+gradient-boosted trees (:mod:`chipfit.cost.nodecost`) are also fitted to the probes' per-node profile times of
+MAC and pool nodes, and their prediction is added to those nodes' feature costs, scaled by one more fitted
+coefficient (``trees``); ``--node-model linear`` keeps the feature costs alone.
+
 >>> cal = Calibration(target="host", runtime="onnxruntime", dtype="int8", device="d", scheme=SCHEME,
 ...                   coefficients={"const": 0.01, "nodes_dense": 0.002, "pmacs_dense": 1e-6},
 ...                   measurements=3, estimator="min")
@@ -313,9 +318,8 @@ class Calibration:
             "node_observations") else ""
         busy = " (taken while the machine was busy: " + self.busy_reason + ")" if self.busy else ""
         if self.trees is not None:
-            nodes += (f"; per-node cost: linear feature costs + {len(self.trees.trees)} gradient-boosted trees on "
-                      f"{self.extra.get('tree_samples', '?')} per-node profile times "
-                      f"(x{self.coefficients.get('trees', 0):.3g})")
+            nodes += (f"; per-node cost: linear feature costs + {len(self.trees.trees)} gradient-boosted trees fitted "
+                      f"to those profile times (x{self.coefficients.get('trees', 0):.3g})")
         return (f"calibrated: {self.measurements} probe measurements ({self.estimator}){nodes} by {by} on "
                 f"{self.device}, {self.created[:10]}{fit}{busy}")
 

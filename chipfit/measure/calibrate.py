@@ -113,7 +113,7 @@ def calibrate(target: str = "host", *, runtime: Runtime | None = None, probes: i
               dtype: str = "int8", seed: int = CALIBRATION_SEED, rounds: int = 5, runs: int = 20,
               workdir: str | Path | None = None, save: bool = True, runtime_name: str = "onnxruntime",
               profile: bool = True, ordinary: int | None = None, allow_busy: bool = False,
-              wait_s: float = 0.0, node_model: str = "linear") -> Calibration:
+              wait_s: float = 0.0, node_model: str | None = None) -> Calibration:
     """Build ``probes`` networks, measure them on ``runtime`` (default: ONNX Runtime, one thread, on this
     machine), fit the feature costs and (``save``) cache the result where
     :func:`chipfit.cost.calibration.find_calibration` finds it. With ``profile`` and a runtime that can profile
@@ -129,7 +129,8 @@ def calibrate(target: str = "host", *, runtime: Runtime | None = None, probes: i
     taken with, and the cost model checks it whenever it uses the calibration.
 
     ``node_model="trees"`` also fits gradient-boosted trees to the per-node profile times (needs ``profile``
-    and a runtime that profiles); see :func:`chipfit.cost.calibration.fit_calibration`."""
+    and a runtime that profiles; see :func:`chipfit.cost.calibration.fit_calibration`); ``"linear"`` keeps the
+    feature costs alone; None (the default) fits the trees wherever the runtime gave per-node profiles."""
     from chipfit.measure.ordinary import ORDINARY_CALIBRATION_SEED, make_ordinary
     from chipfit.measure.probes import make_probes
 
@@ -158,6 +159,9 @@ def calibrate(target: str = "host", *, runtime: Runtime | None = None, probes: i
         files = [inspect_model(p.path) for p in built]  # read once: timed, then profiled
         ms = measure_probes(rt, files, rounds=rounds, runs=runs)
         node_obs = profile_probes(rt, built, files) if profile else None
+    if node_model not in (None, "linear", "trees"):
+        raise UsageError(f"node_model must be 'linear' or 'trees' (or None: trees where the runtime profiles per "
+                         f"node); given {node_model!r}.")
     if node_model == "trees" and not any(node_obs or ()):
         log.warning("per-node trees need per-node profile times, and %s gave none (%s): the calibration keeps "
                     "the linear feature costs only", rt.describe(), "profiling off" if not profile else
@@ -173,7 +177,7 @@ def calibrate(target: str = "host", *, runtime: Runtime | None = None, probes: i
 
         ref_id = baseline_key(rt.threads)
     cal = fit_calibration([p.graph for p in built], [m.latency_ms for m in ms], target=target, runtime=runtime_name,
-                          node_obs=node_obs, node_model=node_model,
+                          node_obs=node_obs, node_model=node_model or "trees",
                           dtype=dtype, device=ms[0].device, estimator=ms[0].estimator.split(" interleaved")[0]
                           + " (interleaved)", runtime_version=ms[0].runtime,
                           source=f"chipfit calibrate: {len(built) - n_ord} probes covering {8 * (probes - n_ord)} "

@@ -10,6 +10,7 @@ import pytest
 from chipfit import create_target, profile
 from chipfit.cost.calibration import Calibration
 from chipfit.cost.model import CostModel
+from chipfit.errors import UsageError
 from chipfit.graph import load_graph
 from chipfit.measure.calibrate import calibrate
 from chipfit.measure.fake import FakeRuntime
@@ -20,11 +21,17 @@ def test_a_runtime_without_node_profiles_keeps_the_linear_costs(tmp_path, caplog
         cal = calibrate("host", runtime=FakeRuntime(), probes=6, workdir=tmp_path, save=False, node_model="trees")
     assert cal.trees is None and "trees" not in cal.coefficients
     assert "per-node trees need per-node profile times" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="chipfit.measure.calibrate"):  # the default: trees where possible
+        cal = calibrate("host", runtime=FakeRuntime(), probes=6, workdir=tmp_path / "d", save=False)
+    assert cal.trees is None and "per-node trees" not in caplog.text
+    with pytest.raises(UsageError, match="node_model"):
+        calibrate("host", runtime=FakeRuntime(), probes=6, workdir=tmp_path / "e", save=False, node_model="forest")
 
 
 def test_onnx_runtime_profiles_fit_the_trees_that_price_profile(tmp_path):
     cal = calibrate("host", probes=12, ordinary=0, rounds=1, runs=3, workdir=tmp_path / "probes", save=False,
-                    allow_busy=True, node_model="trees")
+                    allow_busy=True)  # the default: trees, as ONNX Runtime profiles per node
     assert cal.trees is not None and cal.extra["tree_samples"] >= 50
     back = Calibration.load(cal.save(tmp_path / "cal.json"))
     onnx_file = next((tmp_path / "probes").rglob("*.onnx"))
