@@ -2,7 +2,7 @@
 another process minutes after the calibration, with the machine's busy state beside every figure.
 
 * Calibration: ``chipfit.measure.calibrate.calibrate`` exactly as ``chipfit calibrate --target host`` runs it
-  (80 probes: 50 covering a draw from chipfit's search spaces and 30 ordinary CNNs), for 5 draws (seeds
+  (its default 160 probes: 100 covering a draw from chipfit's search spaces and 60 ordinary CNNs), for 5 draws (seeds
   1000-1004; ordinary probes seeds 3000-3004). Each calibration is saved to a file first (the cache), with the
   reference-workload timing it was taken with, and ``--allow-busy`` so that a busy machine is recorded, not
   fatal.
@@ -89,11 +89,13 @@ def within(pred: np.ndarray, meas: np.ndarray, tol: float = 0.10) -> float:
 
 
 def main() -> None:
+    from chipfit.measure.calibrate import DEFAULT_PROBES
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--draws", type=int, default=5)
-    ap.add_argument("--probes", type=int, default=80)
+    ap.add_argument("--probes", type=int, default=DEFAULT_PROBES)
     ap.add_argument("--ordinary", type=int, default=60, help="ordinary test networks")
     ap.add_argument("--space", type=int, default=40, help="search-space test networks")
     ap.add_argument("--rounds", type=int, default=10)

@@ -216,3 +216,16 @@ def test_ort_node_profiles_map_onto_the_graph_and_inform_the_fit(probes):
     plain = fit_calibration(graphs, y, target="host", runtime="onnxruntime", dtype="int8", device="d",
                             estimator="min")
     assert plain.coefficients != cal.coefficients and not plain.extra
+
+
+def test_the_probe_count_defaults_agree():
+    """``calibrate()``, ``chipfit calibrate`` and a contract's in-run calibration take the same number of probes."""
+    import inspect
+
+    from chipfit.cli import calibrate_cmd
+    from chipfit.contract.schema import MeasureSettings
+    from chipfit.measure.calibrate import DEFAULT_PROBES, calibrate
+
+    assert MeasureSettings().calibration_probes == DEFAULT_PROBES
+    assert inspect.signature(calibrate_cmd).parameters["probes"].default == DEFAULT_PROBES
+    assert inspect.signature(calibrate).parameters["probes"].default == DEFAULT_PROBES
