@@ -38,12 +38,16 @@ def commit() -> str:
     return f"{head} + uncommitted changes" if dirty else head
 
 
-def write_section(title: str, body: str) -> None:
-    """Replace (or append) the ``## title`` section of BENCHMARKS.md (under a lock: benches run side by side)."""
+def write_section(title: str, body: str, *, measured_at: str | None = None) -> None:
+    """Replace (or append) the ``## title`` section of BENCHMARKS.md (under a lock: benches run side by side).
+    ``measured_at``: the commit the figures were measured at, when the table is re-rendered from saved results
+    (the stamp then names both)."""
     import fcntl
 
     path = ROOT / "BENCHMARKS.md"
-    stamp = f"Machine: {machine()}. Date: {dt.date.today().isoformat()}. Commit: {commit()}.\n\n"
+    made = commit() if measured_at is None else \
+        f"{measured_at} (table re-rendered from its saved results at {commit()})"
+    stamp = f"Machine: {machine()}. Date: {dt.date.today().isoformat()}. Commit: {made}.\n\n"
     section = f"## {title}\n\n{stamp}{body.rstrip()}\n"
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     with open(ROOT / ".benchmarks.lock", "w") as lock:
