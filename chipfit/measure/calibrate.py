@@ -137,6 +137,9 @@ def calibrate(target: str = "host", *, runtime: Runtime | None = None, probes: i
 
     if probes < 3:
         raise UsageError(f"calibration needs at least 3 probe networks; given {probes}.")
+    if node_model not in (None, "linear", "trees"):
+        raise UsageError(f"node_model must be 'linear' or 'trees' (or None: trees where the runtime profiles per "
+                         f"node); given {node_model!r}.")
     n_ord = round(probes * 3 / 8) if ordinary is None else int(ordinary)
     if not 0 <= n_ord <= probes - 2:
         raise UsageError(f"ordinary probes must be between 0 and probes - 2 ({probes - 2}); given {n_ord}.")
@@ -160,9 +163,6 @@ def calibrate(target: str = "host", *, runtime: Runtime | None = None, probes: i
         files = [inspect_model(p.path) for p in built]  # read once: timed, then profiled
         ms = measure_probes(rt, files, rounds=rounds, runs=runs)
         node_obs = profile_probes(rt, built, files) if profile else None
-    if node_model not in (None, "linear", "trees"):
-        raise UsageError(f"node_model must be 'linear' or 'trees' (or None: trees where the runtime profiles per "
-                         f"node); given {node_model!r}.")
     if node_model == "trees" and not any(node_obs or ()):
         log.warning("per-node trees need per-node profile times, and %s gave none (%s): the calibration keeps "
                     "the linear feature costs only", rt.describe(), "profiling off" if not profile else
