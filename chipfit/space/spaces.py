@@ -40,6 +40,10 @@ class Candidate:
 
 
 class SearchSpace(ABC):
+    """A modality's families, each a dict of parameter -> choices, every parameter's choices listed cheapest
+    first (``spectral_bands`` aside: a representation, not a size), which :meth:`smallest` and the warm start
+    (chipfit.search.warmstart) rely on."""
+
     modality: ClassVar[str]
     families: ClassVar[dict[str, dict[str, list[Any]]]]
 
@@ -94,9 +98,9 @@ class ImageSpace(SearchSpace):
     modality = "image"
     families: ClassVar[dict[str, dict[str, list[Any]]]] = {
         "dscnn": {"resolution": [0.5, 0.75, 1.0], "width": [8, 16, 24, 32, 48, 64], "blocks": [1, 2, 3, 4, 5],
-                  "kernel": [3, 5], "stem_stride": [2, 1], "downsample": [1, 2, 3]},
+                  "kernel": [3, 5], "stem_stride": [2, 1], "downsample": [3, 2, 1]},
         "mbv2": {"resolution": [0.5, 0.75, 1.0], "width": [8, 12, 16, 24, 32], "blocks": [2, 3, 4, 5, 6],
-                 "expand": [2, 3, 4, 6], "kernel": [3, 5], "downsample": [1, 2, 3]},
+                 "expand": [2, 3, 4, 6], "kernel": [3, 5], "downsample": [3, 2, 1]},
         "cnn": {"resolution": [0.5, 0.75, 1.0], "width": [4, 8, 12, 16, 24, 32], "blocks": [1, 2, 3, 4],
                 "kernel": [3, 5], "stride": [2]},
         # MLPerf Tiny's ResNet-8 (one basic block per stage) with each stage's width searched; its largest choices
@@ -116,10 +120,10 @@ class AudioSpace(SearchSpace):
 
     modality = "audio"
     families: ClassVar[dict[str, dict[str, list[Any]]]] = {
-        "dscnn": {"frame_ms": [40, 30], "hop_ms": [40, 32, 20], "n_mfcc": [10, 13, 20], "width": [16, 24, 32, 48, 64],
-                  "blocks": [1, 2, 3, 4], "kernel": [3], "stem_kernel": ["10x4", "3x3"], "stem_stride": [2],
-                  "downsample": [0, 1]},
-        "cnn": {"frame_ms": [40, 30], "hop_ms": [40, 32, 20], "n_mfcc": [10, 13, 20], "width": [8, 12, 16, 24],
+        "dscnn": {"frame_ms": [30, 40], "hop_ms": [40, 32, 20], "n_mfcc": [10, 13, 20], "width": [16, 24, 32, 48, 64],
+                  "blocks": [1, 2, 3, 4], "kernel": [3], "stem_kernel": ["3x3", "10x4"], "stem_stride": [2],
+                  "downsample": [1, 0]},
+        "cnn": {"frame_ms": [30, 40], "hop_ms": [40, 32, 20], "n_mfcc": [10, 13, 20], "width": [8, 12, 16, 24],
                 "blocks": [2, 3, 4], "kernel": [3], "stride": [2]},
     }
 
@@ -146,7 +150,7 @@ class SeriesSpace(SearchSpace):
         "cnn": {"spectral_bands": [0, 32, 64], "width": [4, 8, 16, 24, 32], "blocks": [1, 2, 3, 4],
                 "kernel": [3, 5, 7, 9], "stride": [2]},
         "dscnn": {"spectral_bands": [0, 32, 64], "width": [8, 16, 24, 32, 48], "blocks": [1, 2, 3, 4],
-                  "kernel": [3, 5, 7, 9], "stem_kernel": [5, 9], "stem_stride": [2, 4], "downsample": [0, 1, 2]},
+                  "kernel": [3, 5, 7, 9], "stem_kernel": [5, 9], "stem_stride": [4, 2], "downsample": [2, 1, 0]},
     }
 
     def __init__(self, input_spec: InputSpec, num_classes: int) -> None:
