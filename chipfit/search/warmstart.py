@@ -5,11 +5,13 @@ windows) and shrinks it until it fits the device. :func:`warm_start_configs` doe
 the search space: it starts from the family's reference analogue (the MLPerf Tiny reference's parameters
 projected onto the space's choices; the largest choices for a family without one) and shrinks it one step at a
 time — always the parameter furthest from its cheapest choice, so width, depth and resolution shrink together
-(compound scaling) — until the cost model says it holds every cost budget. The study asks those configs first
-(Optuna's ``enqueue_trial``), so the sampler learns from good feasible points from its first trials on.
+(compound scaling) — until the cost model says it holds every cost budget, then grows it back one step at a time
+(always the parameter furthest below its dearest choice that still fits) until no single step dearer fits, so
+the warm start spends what the budgets leave rather than stopping well inside them. The study asks those configs
+first (Optuna's ``enqueue_trial``), so the sampler learns from good feasible points from its first trials on.
 
-Convention the shrinking relies on: every parameter's choices are listed cheapest first
-(:meth:`SearchSpace.smallest`).
+Convention the shrinking and growing rely on: every parameter's choices are listed cheapest first
+(:meth:`SearchSpace.smallest`; tests/space/test_choice_order.py checks it).
 
 >>> from chipfit.contract.schema import InputSpec
 >>> from chipfit.space import create_space
@@ -70,11 +72,37 @@ def _shrink(space: SearchSpace, family: str, idx: dict[str, int]) -> dict[str, i
     return {**idx, k: idx[k] - 1}
 
 
+def _fits(fits: Callable[[ArchConfig], bool], cfg: ArchConfig) -> bool:
+    try:
+        return fits(cfg)
+    except Exception as exc:  # a config that cannot be built is skipped, not fatal
+        log.debug("warm start: %s cannot be priced: %s", cfg.key, exc)
+        return False
+
+
+def _grow(space: SearchSpace, family: str, idx: dict[str, int], fits: Callable[[ArchConfig], bool], *,
+          max_steps: int) -> dict[str, int]:
+    """Spend what the budgets leave: one step dearer at a time, always on the parameter furthest (relative to
+    its range) below its dearest choice that still fits, until no single step fits."""
+    choices = space.families[family]
+    for _ in range(max_steps):
+        rank = {k: PRIORITY.index(k) if k in PRIORITY else len(PRIORITY) for k in idx}
+        movable = sorted((k for k, i in idx.items() if i < len(choices[k]) - 1),
+                         key=lambda k: (idx[k] / max(1, len(choices[k]) - 1), rank[k]))
+        step = next((up for k in movable
+                     if _fits(fits, _config(space, family, up := {**idx, k: idx[k] + 1}))), None)
+        if step is None:
+            return idx
+        idx = step
+    return idx
+
+
 def warm_start_configs(space: SearchSpace, fits: Callable[[ArchConfig], bool], *,
                        max_steps: int = 40) -> list[ArchConfig]:
-    """For every family (those with a reference analogue first), the largest config on its shrinking path from
-    the reference analogue that ``fits`` (holds every cost budget); families where none fits within
-    ``max_steps`` are left out."""
+    """For every family (those with a reference analogue first), the first config on its shrinking path from
+    the reference analogue that ``fits`` (holds every cost budget), grown back one step at a time while it
+    still fits, so that the warm start spends the budget; families where none fits within ``max_steps`` are
+    left out."""
     out = []
     # the families with a reference analogue first: the expert's own choice is the first candidate trained
     for family in sorted(space.families, key=lambda f: (space.modality, f) not in ANALOGUES):
@@ -82,14 +110,8 @@ def warm_start_configs(space: SearchSpace, fits: Callable[[ArchConfig], bool], *
         for _ in range(max_steps):
             if idx is None:
                 break
-            cfg = _config(space, family, idx)
-            try:
-                ok = fits(cfg)
-            except Exception as exc:  # a config that cannot be built is skipped, not fatal
-                log.debug("warm start: %s cannot be priced: %s", cfg.key, exc)
-                ok = False
-            if ok:
-                out.append(cfg)
+            if _fits(fits, _config(space, family, idx)):
+                out.append(_config(space, family, _grow(space, family, idx, fits, max_steps=max_steps)))
                 break
             idx = _shrink(space, family, idx)
     return out

@@ -32,18 +32,27 @@ def _fits(loop: SearchLoop, cfg: ArchConfig) -> bool:
     return all(v <= 0 for v in constraints(checks, risk=loop.s.risk).values())
 
 
-def test_the_study_asks_the_scaled_references_first_and_each_is_the_largest_that_fits(tmp_path):
+def test_the_study_asks_the_scaled_references_first_and_each_spends_the_budget(tmp_path):
     loop = _loop(tmp_path, latency_ms=0.5)
     study = open_study(loop.run_dir, 0, 10)
     configs = loop.warm_start(study)
     assert configs, "no family fits a 0.5 ms budget on this target"
+    grown = 0
     for cfg in configs:
         assert _fits(loop, cfg)
-        # every config before it on its shrinking path breaks a budget
+        choices = loop.space.families[cfg.family]
+        at = {k: choices[k].index(v) for k, v in cfg.params.items()}
+        # no single step dearer still fits: the warm start spends what the budgets leave
+        for k in choices:
+            if at[k] + 1 < len(choices[k]):
+                assert not _fits(loop, _config(loop.space, cfg.family, {**at, k: at[k] + 1})), (cfg, k)
+        # it grew from the first config on the shrinking path that fits; every one before that breaks a budget
         idx = start_indices(loop.space, cfg.family)
-        while _config(loop.space, cfg.family, idx) != cfg:
-            assert not _fits(loop, _config(loop.space, cfg.family, idx))
+        while not _fits(loop, _config(loop.space, cfg.family, idx)):
             idx = _shrink(loop.space, cfg.family, idx)
+        assert all(at[k] >= i for k, i in idx.items())
+        grown += at != idx
+    assert grown, "no warm start grew back: the test does not exercise growing"
     asked = [loop.space.sample(study.ask()) for _ in configs]
     assert [c.key for c in asked] == [c.key for c in configs]
 
