@@ -7,8 +7,9 @@ projected onto the space's choices; the largest choices for a family without one
 time — always the parameter furthest from its cheapest choice (striding first among equals), so width, depth
 and resolution shrink together (compound scaling) — until the cost model says it holds every cost budget, then
 grows it back one step at a time (always the parameter furthest below its dearest choice that still fits) until
-no single step dearer fits, so the warm start spends what the budgets leave rather than stopping well inside them. The study asks those configs
-first (Optuna's ``enqueue_trial``), so the sampler learns from good feasible points from its first trials on.
+no single step dearer fits, so the warm start spends what the budgets leave rather than stopping well inside
+them. The study asks those configs first (Optuna's ``enqueue_trial``), so the sampler learns from good feasible
+points from its first trials on.
 
 Convention the shrinking and growing rely on: every parameter's choices are listed cheapest first
 (:meth:`SearchSpace.smallest`; tests/space/test_choice_order.py checks it).
