@@ -49,6 +49,7 @@ def test_a_candidate_stops_at_the_first_rung_where_it_is_not_in_the_top_share(tr
     assert "rung 1 of 2" in first.reason and "top 1/2 of 3" in first.reason
     later = _train(trainer, 2, {1: [0.0, 0.0, 0.0], 2: [1.0, 1.0, 1.0]})
     assert later.state == "PRUNED" and list(later.rungs) == ["1", "2"] and "rung 2 of 2" in later.reason
-    assert later.train_seconds > first.train_seconds
+    # the later one trained one rung more (seconds are recorded, but a 60 ms epoch is too noisy to compare)
+    assert later.epochs > first.epochs and later.train_seconds > 0 and first.train_seconds > 0
     # fewer than 3 peers at a rung: no judgement there
     assert _train(trainer, 3, {1: [1.0, 1.0]}).state == "COMPLETE"
