@@ -66,13 +66,17 @@ def _config(space: SearchSpace, family: str, idx: dict[str, int]) -> ArchConfig:
     return ArchConfig(family, {k: space.families[family][k][i] for k, i in idx.items()})
 
 
+def _rank(key: str) -> int:
+    """Where ``key`` stands in :data:`PRIORITY` (parameters not named there come last)."""
+    return PRIORITY.index(key) if key in PRIORITY else len(PRIORITY)
+
+
 def _shrink(space: SearchSpace, family: str, idx: dict[str, int]) -> dict[str, int] | None:
     """One step cheaper: the parameter furthest (relative to its range) from its cheapest choice."""
     movable = [k for k, i in idx.items() if i > 0]
     if not movable:
         return None
-    rank = {k: PRIORITY.index(k) if k in PRIORITY else len(PRIORITY) for k in movable}
-    k = max(movable, key=lambda k: (idx[k] / max(1, len(space.families[family][k]) - 1), -rank[k]))
+    k = max(movable, key=lambda k: (idx[k] / max(1, len(space.families[family][k]) - 1), -_rank(k)))
     return {**idx, k: idx[k] - 1}
 
 
@@ -90,9 +94,8 @@ def _grow(space: SearchSpace, family: str, idx: dict[str, int], fits: Callable[[
     its range) below its dearest choice that still fits, until no single step fits."""
     choices = space.families[family]
     for _ in range(max_steps):
-        rank = {k: PRIORITY.index(k) if k in PRIORITY else len(PRIORITY) for k in idx}
         movable = sorted((k for k, i in idx.items() if i < len(choices[k]) - 1),
-                         key=lambda k: (idx[k] / max(1, len(choices[k]) - 1), rank[k]))
+                         key=lambda k: (idx[k] / max(1, len(choices[k]) - 1), _rank(k)))
         step = next((up for k in movable
                      if _fits(fits, _config(space, family, up := {**idx, k: idx[k] + 1}))), None)
         if step is None:
