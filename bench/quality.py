@@ -80,7 +80,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="training threads per job")
     ap.add_argument("--parallel", type=int, default=2, help="jobs side by side")
     ap.add_argument("--only", nargs="*", default=None)
-    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--no-write", action="store_true", help="print the table without writing BENCHMARKS.md")
+    ap.add_argument("--json", type=Path, default=ROOT / "bench" / "quality.json",
+                    help="where the raw results of a run go (default bench/quality.json)")
     ap.add_argument("--from-json", type=Path, default=None,
                     help="re-render the table from saved results (bench/quality.json) instead of running; the "
                          "other flags must say how they were run")
@@ -96,7 +98,7 @@ def main() -> None:
         jobs = [{"contract": n, "reference": ref, "seed": s, "minutes": minutes[n], "threads": args.threads}
                 for n, ref in CASES if not args.only or n in args.only for s in args.seeds]
         results = run_jobs(jobs, args.parallel)
-        (ROOT / "bench" / "quality.json").write_text(json.dumps({"commit": commit(), "results": results}, indent=1,
+        args.json.write_text(json.dumps({"commit": commit(), "results": results}, indent=1,
                                                                 default=str))
     body = table(["contract", "reference", "chipfit int8 test acc: mean ± half-range (each seed)",
                   "reference int8 test acc (same seeds)", "difference of means", "worst latency ratio",

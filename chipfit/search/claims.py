@@ -59,6 +59,10 @@ class Claims:
     def count(self) -> int:
         return sum(1 for _ in self.dir.iterdir())
 
+    def keys(self) -> set[str]:
+        """The keys claimed so far (by any worker)."""
+        return {p.name for p in self.dir.iterdir()}
+
     def claim(self, key: str, limit: int) -> str:
         """'claimed', 'taken' (another worker has or had this key) or 'full' (``limit`` slots used)."""
         with locked(self.lock):

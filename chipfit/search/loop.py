@@ -5,7 +5,10 @@ budget is violated, record ``INFEASIBLE`` with the violations and never train it
 growing epochs (multi-fidelity, ``search.fidelity``), pruning it at a rung where it falls behind the earlier
 candidates that reached it; train the promising on to the full epochs -> export ONNX, quantize to int8, measure int8
 validation accuracy with ONNX Runtime -> ``COMPLETE``. Budgets are set as Optuna constraints (``<= 0`` holds).
-Duplicate configs are answered from the record, never retrained. A family whose candidate fails for a
+Duplicate configs are answered from the record, never retrained; when the sampler keeps proposing recorded
+configs (:data:`REPEATS_BEFORE_RANDOM` in a row), the loop enqueues an unseen config drawn at random from the
+space, so a sampler that has converged does not end the search with budget left, and the search stops as
+exhausted only when :data:`RANDOM_DRAWS` random draws find no unseen config either. A family whose candidate fails for a
 structural reason (cannot be built, shapes do not fit) is excluded once, logged and kept in ``excluded.json``;
 its later samples are neither trained nor recorded. Storage is a journal file in the run directory, so a
 killed run resumes without losing or retraining a finished candidate.
@@ -32,6 +35,8 @@ from chipfit.store import CandidateRecord
 
 log = get_logger(__name__)
 STUDY_NAME = "chipfit"
+REPEATS_BEFORE_RANDOM = 10  # the sampler's proposals of recorded configs in a row before an unseen random one
+RANDOM_DRAWS = 500  # random draws tried for an unseen config before the space counts as exhausted
 
 
 SAMPLERS = ("tpe", "nsga2", "random")
@@ -69,6 +74,9 @@ class SearchLoop(CandidateTrainer):
         super().__init__(*args, **kwargs)
         self.stopped = ""  # why run() stopped
         self.excluded = Exclusions(self.run_dir)  # families that failed structurally (chipfit.search.structural)
+        self._explorer: optuna.Study | None = None  # draws unseen configs at random (:meth:`enqueue_unseen`)
+        self._pending: set[str] = set()  # keys enqueue_unseen enqueued that the study has not asked yet
+        self._pending_said = False  # whether the log said that random configs follow repeats
 
     def objective_accuracy(self, rec: CandidateRecord) -> float:
         value = rec.accuracy_field_int8 if self.optimize_field else rec.accuracy_int8
@@ -85,14 +93,14 @@ class SearchLoop(CandidateTrainer):
             self.warm_start(study)
         claims = Claims(self.run_dir)
         self.cb.on_start(self.s.trials, len(self.store.load()))
-        budget = [5 * self.s.trials]
+        repeats = [0]
         inflight: dict[int, optuna.Trial] = {}
         exhausted = False
         backend.start(self)
         try:
             while True:
                 while not exhausted and len(inflight) < backend.slots:
-                    nxt = self.next_candidate(study, claims, deadline, budget)
+                    nxt = self.next_candidate(study, claims, deadline, repeats)
                     if nxt is None:
                         exhausted = True
                         break
@@ -126,10 +134,14 @@ class SearchLoop(CandidateTrainer):
         return configs
 
     def next_candidate(self, study: optuna.Study, claims: Claims, deadline: float | None,
-                       budget: list[int]) -> tuple[optuna.Trial, ArchConfig] | None:
+                       repeats: list[int]) -> tuple[optuna.Trial, ArchConfig] | None:
         """The next sampled config this worker has claimed, or ``None`` when the run should stop (all slots
-        claimed, time used, or ``budget[0]`` asks spent on configs already seen); :attr:`stopped` says which."""
-        while budget[0] > 0:
+        claimed, time used, every family excluded, or the space exhausted); :attr:`stopped` says which.
+
+        ``repeats[0]`` counts the sampler's proposals of configs already recorded, claimed or excluded since it
+        last proposed a new one; from :data:`REPEATS_BEFORE_RANDOM` on, every repeat is followed by an unseen
+        config drawn at random (:meth:`enqueue_unseen`), which the study asks next."""
+        while True:
             if all(f in self.excluded for f in self.space.families):
                 self.stopped = ("every family is excluded after a structural failure: "
                                 + "; ".join(f"{f} (candidate {v['candidate']})" for f, v in
@@ -140,27 +152,66 @@ class SearchLoop(CandidateTrainer):
                 self.stopped = f"time budget of {self.s.time_budget_s:g} s used"
                 log.info(self.stopped)
                 return None
-            budget[0] -= 1
+            if repeats[0] >= 10 * max(self.s.trials, RANDOM_DRAWS):  # backstop: nothing new comes of asking
+                self.stopped = f"nothing left to sample: the last {repeats[0]} samples repeated configs already seen"
+                log.info(self.stopped)
+                return None
+            if repeats[0] >= REPEATS_BEFORE_RANDOM and not self._pending:
+                if not self._pending_said:
+                    self._pending_said = True
+                    log.info("the sampler proposed %d recorded configs in a row: each repeat is now followed by an "
+                             "unseen config drawn at random", repeats[0])
+                unseen = self.enqueue_unseen(study, claims)
+                if unseen is None:
+                    self.stopped = (f"search space exhausted: the sampler proposed {repeats[0]} recorded configs "
+                                    f"in a row and {RANDOM_DRAWS} random draws found none unseen")
+                    log.info(self.stopped)
+                    return None
             trial = study.ask()
             config = self.space.sample(trial)
             trial.set_user_attr("key", config.key)
+            from_sampler = config.key not in self._pending  # proposed by the sampler, not by enqueue_unseen
+            self._pending.discard(config.key)
             if config.family in self.excluded:  # failed structurally before: neither trained nor recorded
                 self.excluded.skipped(config.family)
                 study.tell(trial, state=TrialState.FAIL)
+                repeats[0] += from_sampler
                 continue
             records = {r.key: r for r in self.store.load()}  # other workers' results too
             if config.key in records:  # duplicate: answer from the record, never retrain
                 self._tell_from(study, trial, records[config.key])
+                repeats[0] += from_sampler
                 continue
             state = claims.claim(config.key, self.s.trials)
             if state == "claimed":
+                # a new config from the sampler resets the count; after a random one, the sampler gets one ask
+                # before the next random config
+                repeats[0] = 0 if from_sampler else REPEATS_BEFORE_RANDOM - 1
                 return trial, config
             study.tell(trial, state=TrialState.FAIL if state == "taken" else TrialState.PRUNED)
             if state == "full":
                 self.stopped = f"all {self.s.trials} trials recorded"
                 return None
-        self.stopped = (f"nothing left to sample: the last {5 * self.s.trials} samples repeated configs already "
-                        "recorded")
+            repeats[0] += from_sampler
+
+    def enqueue_unseen(self, study: optuna.Study, claims: Claims) -> ArchConfig | None:
+        """Enqueue a config drawn at random from the space (seeded by the search seed) that is neither recorded,
+        claimed nor of an excluded family, so the study asks it next; ``None`` when :data:`RANDOM_DRAWS` draws
+        find none."""
+        from chipfit.search.warmstart import trial_params
+
+        if self._explorer is None:
+            self._explorer = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=self.s.seed + 1))
+        seen = {r.key for r in self.store.load()} | claims.keys()
+        for _ in range(RANDOM_DRAWS):
+            draw = self._explorer.ask()
+            config = self.space.sample(draw)
+            self._explorer.tell(draw, state=TrialState.FAIL)
+            if config.family not in self.excluded and config.key not in seen:
+                study.enqueue_trial(trial_params(config))
+                self._pending.add(config.key)
+                log.debug("unseen random config next: %s", config.key)
+                return config
         return None
 
     def record(self, study: optuna.Study, trial: optuna.Trial, record: CandidateRecord) -> None:
