@@ -61,6 +61,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         rec = ref.get("record", {"predicted": {}, "state": None})
     best = report.best
     return {**job, "search_seconds": search_s, "reference_seconds": ref_s, "verdict": report.verdict,
+            "stopped": report.stopped,
             "counts": report.counts, "qat_runs": len(qat), "qat_kept": sum(1 for q in qat if q.get("kept")),
             "compute": [r.model_dump() for r in report.compute],
             "test_accuracy_int8": report.test_accuracy_int8,
