@@ -7,12 +7,12 @@ another process minutes after the calibration, with the machine's busy state bes
   reference-workload timing it was taken with, and ``--allow-busy`` so that a busy machine is recorded, not
   fatal.
 * Test sets, never used for calibration:
-  - *ordinary*: CNNs from :mod:`chipfit.measure.ordinary` with their own seed (4000): plain, separable, grouped
+  - *ordinary*: CNNs from :mod:`chipfit.measure.ordinary` with their own seed (4000, or --test-seeds): plain, separable, grouped
     and residual blocks, pooling, 1-D and 2-D, kernels 1-7, strides 1-2, inputs up to 128, channel counts not
     multiples of 8, exported to ONNX and quantized with ``onnxruntime.quantization.quantize_static`` called
     directly (QDQ or QOperator, per-tensor or per-channel, int8 or uint8 activations, with or without
     pre-processing);
-  - *search spaces*: networks drawn at random from chipfit's search spaces (seed 2000), minus any whose
+  - *search spaces*: networks drawn at random from chipfit's search spaces (seed 2000, or --test-seeds), minus any whose
     architecture appears among the calibration probes.
 * Measurement: each test network is measured by a separate process (``python bench/predictor.py --measure``):
   pass 1 after the first calibration, pass 2 after the other four, minutes later. Each pass times every
@@ -95,6 +95,9 @@ def main() -> None:
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--draws", type=int, default=5)
+    ap.add_argument("--test-seeds", type=int, nargs=2, default=(ORDINARY_TEST_SEED, SPACE_TEST_SEED),
+                    metavar=("ORDINARY", "SPACE"), help="seeds of the two test sets (a new pair gives networks that no "
+                    "design decision has seen)")
     ap.add_argument("--probes", type=int, default=DEFAULT_PROBES)
     ap.add_argument("--ordinary", type=int, default=60, help="ordinary test networks")
     ap.add_argument("--space", type=int, default=40, help="search-space test networks")
@@ -124,11 +127,11 @@ def main() -> None:
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="chipfit-bench-predictor-") as tmp:
         d = args.keep or Path(tmp)
-        ordinary = make_ordinary(args.ordinary, d / "ordinary", seed=ORDINARY_TEST_SEED, prefix="test")
+        ordinary = make_ordinary(args.ordinary, d / "ordinary", seed=args.test_seeds[0], prefix="test")
         # search-space test networks: a random draw, minus the architectures any calibration draw could cover
         seen = {(s, c.key) for k in range(args.draws) for s, _, c in
                 sample_configs(8 * (args.probes - round(args.probes * 3 / 8)), CALIBRATION_SEED + k)}
-        space = [p for p in make_probes(args.space + 20, d / "space", seed=SPACE_TEST_SEED)
+        space = [p for p in make_probes(args.space + 20, d / "space", seed=args.test_seeds[1])
                  if (p.space, p.config.key) not in seen][:args.space]
         tests = {"ordinary": ordinary, "search spaces": space}
         files = [str(n.path) for ns in tests.values() for n in ns]
@@ -208,10 +211,10 @@ def main() -> None:
              + "\n".join(cal_lines)
              + f"\n- measuring pass 1 (another process): {_state(pass1[0])}"
              + f"\n- measuring pass 2 (another process, {gap_s / 60:.1f} min later): {_state(pass2[0])}\n\n"
-             f"Test networks: {len(ordinary)} ordinary CNNs (seed {ORDINARY_TEST_SEED}; "
+             f"Test networks: {len(ordinary)} ordinary CNNs (seed {args.test_seeds[0]}; "
              f"{sum(n.config.quant['format'] == 'QOperator' for n in ordinary)} QOperator, "
              f"{sum(n.config.dims == 1 for n in ordinary)} 1-D) and {len(space)} search-space networks (seed "
-             f"{SPACE_TEST_SEED}), latencies {lat.min() * 1e3:.0f}-{lat.max() * 1e3:.0f} us, judged against pass 1 "
+             f"{args.test_seeds[1]}), latencies {lat.min() * 1e3:.0f}-{lat.max() * 1e3:.0f} us, judged against pass 1 "
              f"(min of {args.rounds} x {args.runs} runs, interleaved). Goal: >= 90% within ±10% on the ordinary "
              f"set, >= 95% on search-space networks, repeatability >= 95% within ±10%. Predictions by "
              f"`chipfit.profile` with each cached calibration; e.g. basis '{basis_example.basis}', source "
