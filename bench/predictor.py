@@ -7,13 +7,13 @@ another process minutes after the calibration, with the machine's busy state bes
   reference-workload timing it was taken with, and ``--allow-busy`` so that a busy machine is recorded, not
   fatal.
 * Test sets, never used for calibration:
-  - *ordinary*: CNNs from :mod:`chipfit.measure.ordinary` with their own seed (4000, or --test-seeds): plain, separable, grouped
-    and residual blocks, pooling, 1-D and 2-D, kernels 1-7, strides 1-2, inputs up to 128, channel counts not
-    multiples of 8, exported to ONNX and quantized with ``onnxruntime.quantization.quantize_static`` called
-    directly (QDQ or QOperator, per-tensor or per-channel, int8 or uint8 activations, with or without
-    pre-processing);
-  - *search spaces*: networks drawn at random from chipfit's search spaces (seed 2000, or --test-seeds), minus any whose
-    architecture appears among the calibration probes.
+  - *ordinary*: CNNs from :mod:`chipfit.measure.ordinary` with their own seed (4000, or ``--test-seeds``): plain,
+    separable, grouped and residual blocks, pooling, 1-D and 2-D, kernels 1-7, strides 1-2, inputs up to 128,
+    channel counts not multiples of 8, exported to ONNX and quantized with
+    ``onnxruntime.quantization.quantize_static`` called directly (QDQ or QOperator, per-tensor or per-channel,
+    int8 or uint8 activations, with or without pre-processing);
+  - *search spaces*: networks drawn at random from chipfit's search spaces (seed 2000, or ``--test-seeds``), minus
+    any whose architecture appears among the calibration probes.
 * Measurement: each test network is measured by a separate process (``python bench/predictor.py --measure``):
   pass 1 after the first calibration, pass 2 after the other four, minutes later. Each pass times every
   network interleaved (minimum over 10 rounds x 20 runs) with chipfit's reference workload in the rotation.
