@@ -20,7 +20,7 @@ import json
 import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -30,6 +30,9 @@ from chipfit.logging import get_logger
 from chipfit.measure.base import ESTIMATORS, Artifact, Runtime, _as_model
 from chipfit.measure.modelfile import ModelFile
 from chipfit.measure.record import Measurement
+
+if TYPE_CHECKING:
+    from chipfit.cost.calibration import ProfileEvent
 
 log = get_logger(__name__)
 
@@ -114,6 +117,12 @@ def check_spec(*, rounds: int, runs: int, warmup: int, estimator: str, seed: int
         raise UsageError(f"unknown estimator '{estimator}': expected one of {', '.join(ESTIMATORS)}.")
 
 
+
+def _profile_event(e: Sequence[Any]) -> ProfileEvent:
+    """One per-node profile event as the agent sent it: (op, us, node name), or (op, us) from an older agent
+    (matched to the graph in execution order then)."""
+    return (str(e[0]), float(e[1]), str(e[2])) if len(e) > 2 else (str(e[0]), float(e[1]))
+
 class AgentRuntime(Runtime):
     """Measure on a remote ``chipfit agent`` at ``url`` (e.g. ``http://raspberrypi.local:8765``), authenticated
     by ``token``. Several models sent in one :meth:`measure_many` call are timed interleaved on the device, so
@@ -194,7 +203,7 @@ class AgentRuntime(Runtime):
         limit = self.facts().get("limits", {}).get("max_models")
         return int(limit) if limit else None
 
-    def profile_many(self, artifacts: Sequence[Artifact], *, seed: int = 0) -> list[list[tuple[str, float]] | None]:
+    def profile_many(self, artifacts: Sequence[Artifact], *, seed: int = 0) -> list[list[ProfileEvent] | None]:
         """Per-node profile times of each model on the device (``None`` where its runtime cannot profile), in one
         request with a minimal timing pass."""
         models = [_as_model(a) for a in artifacts]
@@ -204,7 +213,7 @@ class AgentRuntime(Runtime):
         if not isinstance(profiles, list) or len(profiles) != len(models):
             raise MeasurementError(f"the chipfit agent at {self.url} returned no per-node profiles; is it an older "
                                    "chipfit version?")
-        return [None if p is None else [(str(op), float(us)) for op, us in p] for p in profiles]
+        return [None if p is None else [_profile_event(e) for e in p] for p in profiles]
 
     def _post_models(self, models: Sequence[ModelFile], spec: dict[str, Any]) -> dict[str, Any]:
         """One ``POST /measure`` with every model file and the spec."""

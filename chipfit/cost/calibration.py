@@ -370,9 +370,14 @@ _PROFILED = (
 _UNPROFILED_PREFIXES = ("const", "nodes", "fnodes", "stem_n", "fio", "elems_")
 
 
-def node_observations(graph: OpGraph, events: Sequence[tuple[str, float]]) -> list[tuple[dict[str, float], float]]:
-    """Pair the graph's MAC and pool nodes with a runtime profile's ``(op_name, us)`` events, in execution order;
-    ``[]`` when the counts do not match (the runtime fused or split something this mapping does not know).
+ProfileEvent = tuple[str, float] | tuple[str, float, str]  # (runtime op, us) or (runtime op, us, node name)
+
+
+def node_observations(graph: OpGraph, events: Sequence[ProfileEvent]) -> list[tuple[dict[str, float], float]]:
+    """Pair the graph's MAC and pool nodes with a runtime profile's ``(op_name, us[, node_name])`` events: by node
+    name where every node of a class has exactly one event of its name (the runtime may run side branches in
+    another order than the file lists them), else in execution order; ``[]`` when the counts do not match (the
+    runtime fused or split something this mapping does not know).
     Each observation's dict holds the node's linear features and, under ``tree:`` keys, its tree descriptors
     (:func:`tree_descriptors`)."""
     feats = node_features(graph)
@@ -380,11 +385,16 @@ def node_observations(graph: OpGraph, events: Sequence[tuple[str, float]]) -> li
     both = [{**f, **{TREE_PREFIX + k: v for k, v in (d or {}).items()}} for f, d in zip(feats, desc, strict=True)]
     obs: list[tuple[dict[str, float], float]] = []
     for classes, ops in _PROFILED:
-        nodes = [f for n, f in zip(graph.nodes, both, strict=True) if n.op.value in classes]
-        times = [us for op, us in events if op in ops]
-        if len(nodes) != len(times):
+        nodes = [(n.name, f) for n, f in zip(graph.nodes, both, strict=True) if n.op.value in classes]
+        evs = [e for e in events if e[0] in ops]
+        if len(nodes) != len(evs):
             return []
-        obs += [(f, us / 1e3) for f, us in zip(nodes, times, strict=True)]
+        by_name = {e[2]: e[1] for e in evs if len(e) > 2}
+        if len(by_name) == len(evs) and {name for name, _ in nodes} == set(by_name):
+            times = [by_name[name] for name, _ in nodes]
+        else:
+            times = [e[1] for e in evs]
+        obs += [(f, us / 1e3) for (_, f), us in zip(nodes, times, strict=True)]
     return obs
 
 

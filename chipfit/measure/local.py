@@ -78,12 +78,15 @@ class OrtRuntime(Runtime):
 
         return fresh_process_peak(model, "onnxruntime", self.threads)
 
-    def profile_nodes(self, model: ModelFile, *, runs: int = 200, seed: int = 0) -> list[tuple[str, float]]:
-        """Per-node kernel times from ONNX Runtime's profiler: ``(op_name, us)`` in execution order, each the mean
-        of the faster half of ``runs`` runs. Profiling adds a fixed cost per node and has 1 us resolution, so
-        these inform the per-MAC and per-element costs, not the totals."""
+    def profile_nodes(self, model: ModelFile, *, runs: int = 200, seed: int = 0) -> list[tuple[str, float, str]]:
+        """Per-node kernel times from ONNX Runtime's profiler: ``(op_name, us, node_name)`` in execution order,
+        each the mean of the faster half of ``runs`` runs; ``node_name`` is the graph node's name as ONNX Runtime
+        reports it (its ``_token_N`` suffix removed), which can follow another order than the file's where
+        branches run side by side (a residual block's shortcut). Profiling adds a fixed cost per node and has 1 us
+        resolution, so these inform the per-MAC and per-element costs, not the totals."""
         import json
         import os
+        import re
         import tempfile
 
         import onnxruntime as ort
@@ -102,10 +105,11 @@ class OrtRuntime(Runtime):
         for e in events:
             if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
                 per.setdefault(e["name"], (e["args"]["op_name"], []))[1].append(float(e["dur"]))
-        return [(op, float(np.mean(sorted(v)[: max(1, len(v) // 2)]))) for op, v in per.values()]
+        return [(op, float(np.mean(sorted(v)[: max(1, len(v) // 2)])), re.sub(r"(_token_\d+)?_kernel_time$", "", name))
+                for name, (op, v) in per.items()]
 
 
-    def profile_many(self, artifacts: list[Any], *, seed: int = 0) -> list[list[tuple[str, float]] | None]:
+    def profile_many(self, artifacts: list[Any], *, seed: int = 0) -> list[list[tuple[str, float, str]] | None]:
         """:meth:`profile_nodes` for each model file."""
         from chipfit.measure.base import _as_model
 

@@ -218,6 +218,23 @@ def test_ort_node_profiles_map_onto_the_graph_and_inform_the_fit(probes):
     assert plain.coefficients != cal.coefficients and not plain.extra
 
 
+def test_node_profiles_map_by_name_where_the_runtime_runs_branches_in_another_order(probes):
+    """ONNX Runtime may run a residual block's shortcut before its body; its events carry the node names, so each
+    time lands on its own node (an older agent's nameless events still map in execution order)."""
+    from chipfit.cost.calibration import node_observations
+
+    g = next(p.graph for p in probes if sum(n.op.value in ("conv", "depthwise") for n in p.graph.nodes) >= 3)
+    convs = [n for n in g.nodes if n.op.value in ("conv", "depthwise")]
+    ev: list = [("QLinearConv", 10.0 * (i + 1), n.name) for i, n in enumerate(convs)][::-1]
+    ev += [("QGemm" if n.op.value == "dense" else "AveragePool", 1.0, n.name) for n in g.nodes
+           if n.op.value in ("dense", "pool")]
+    want = [0.01 * (i + 1) for i in range(len(convs))]
+    assert [ms for _, ms in node_observations(g, ev)[:len(convs)]] == pytest.approx(want)
+    assert [ms for _, ms in node_observations(g, [e[:2] for e in ev])[:len(convs)]] == pytest.approx(want[::-1])
+    renamed = [(op, us, "other") if op == "QLinearConv" else (op, us, n) for op, us, n in ev]
+    assert [ms for _, ms in node_observations(g, renamed)[:len(convs)]] == pytest.approx(want[::-1])
+
+
 def test_the_probe_count_defaults_agree():
     """``calibrate()``, ``chipfit calibrate`` and a contract's in-run calibration take the same number of probes."""
     import inspect
