@@ -163,8 +163,8 @@ class SearchLoop(CandidateTrainer):
                              "unseen config drawn at random", repeats[0])
                 unseen = self.enqueue_unseen(study, claims)
                 if unseen is None:
-                    self.stopped = (f"search space exhausted: the sampler proposed {repeats[0]} recorded configs "
-                                    f"in a row and {RANDOM_DRAWS} random draws found none unseen")
+                    self.stopped = (f"search space exhausted: the sampler keeps proposing recorded configs and "
+                                    f"{RANDOM_DRAWS} random draws found none unseen")
                     log.info(self.stopped)
                     return None
             trial = study.ask()

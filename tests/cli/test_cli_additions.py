@@ -152,10 +152,9 @@ def test_time_budget_stop_is_obvious_and_its_hint_resumes_with_overrides_recorde
 @pytest.mark.parametrize("stopped, expected, hint", [
     ("all 24 trials recorded", "search stopped: all 24 trials recorded", False),
     ("time budget of 240 s used", "search stopped: time budget of 240 s used (9 of 24 trials recorded)", True),
-    ("search space exhausted: the sampler proposed 10 recorded configs in a row and 500 random draws found none unseen",
-     "search stopped: search space exhausted: the sampler proposed 10 recorded configs in a row and 500 random draws "
-     "found none unseen (9 of 24 "
-     "trials recorded)", False),
+    ("search space exhausted: the sampler keeps proposing recorded configs and 500 random draws found none unseen",
+     "search stopped: search space exhausted: the sampler keeps proposing recorded configs and 500 random draws "
+     "found none unseen (9 of 24 trials recorded)", False),
 ])
 def test_why_the_search_stopped_is_a_line_of_its_own(capsys, stopped, expected, hint):
     from types import SimpleNamespace
