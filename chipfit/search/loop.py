@@ -76,7 +76,6 @@ class SearchLoop(CandidateTrainer):
         self.excluded = Exclusions(self.run_dir)  # families that failed structurally (chipfit.search.structural)
         self._explorer: optuna.Study | None = None  # draws unseen configs at random (:meth:`enqueue_unseen`)
         self._pending: set[str] = set()  # keys enqueue_unseen enqueued that the study has not asked yet
-        self._pending_said = False  # whether the log said that random configs follow repeats
 
     def objective_accuracy(self, rec: CandidateRecord) -> float:
         value = rec.accuracy_field_int8 if self.optimize_field else rec.accuracy_int8
@@ -157,10 +156,6 @@ class SearchLoop(CandidateTrainer):
                 log.info(self.stopped)
                 return None
             if repeats[0] >= REPEATS_BEFORE_RANDOM and not self._pending:
-                if not self._pending_said:
-                    self._pending_said = True
-                    log.info("the sampler proposed %d recorded configs in a row: each repeat is now followed by an "
-                             "unseen config drawn at random", repeats[0])
                 unseen = self.enqueue_unseen(study, claims)
                 if unseen is None:
                     self.stopped = (f"search space exhausted: the sampler keeps proposing recorded configs and "
@@ -200,7 +195,9 @@ class SearchLoop(CandidateTrainer):
         find none."""
         from chipfit.search.warmstart import trial_params
 
-        if self._explorer is None:
+        if self._explorer is None:  # the first time: say so once
+            log.info("the sampler proposed %d recorded configs in a row: each repeat is now followed by an unseen "
+                     "config drawn at random", REPEATS_BEFORE_RANDOM)
             self._explorer = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=self.s.seed + 1))
         seen = {r.key for r in self.store.load()} | claims.keys()
         for _ in range(RANDOM_DRAWS):
