@@ -2,7 +2,7 @@
 another process minutes after the calibration, with the machine's busy state beside every figure.
 
 * Calibration: ``chipfit.measure.calibrate.calibrate`` exactly as ``chipfit calibrate --target host`` runs it
-  (its default 160 probes: 100 covering a draw from chipfit's search spaces and 60 ordinary CNNs), for 5 draws (seeds
+  (its default 260 probes: 104 covering a draw from chipfit's search spaces and 156 ordinary CNNs), for 5 draws (seeds
   1000-1004; ordinary probes seeds 3000-3004). Each calibration is saved to a file first (the cache), with the
   reference-workload timing it was taken with, and ``--allow-busy`` so that a busy machine is recorded, not
   fatal.
@@ -120,7 +120,7 @@ def main() -> None:
     from chipfit import create_target, profile
     from chipfit.cost.calibration import Calibration
     from chipfit.cost.model import CostModel
-    from chipfit.measure.calibrate import CALIBRATION_SEED, calibrate
+    from chipfit.measure.calibrate import CALIBRATION_SEED, calibrate, default_ordinary
     from chipfit.measure.ordinary import make_ordinary
     from chipfit.measure.probes import make_probes, sample_configs
 
@@ -130,7 +130,7 @@ def main() -> None:
         ordinary = make_ordinary(args.ordinary, d / "ordinary", seed=args.test_seeds[0], prefix="test")
         # search-space test networks: a random draw, minus the architectures any calibration draw could cover
         seen = {(s, c.key) for k in range(args.draws) for s, _, c in
-                sample_configs(8 * (args.probes - round(args.probes * 3 / 8)), CALIBRATION_SEED + k)}
+                sample_configs(8 * (args.probes - default_ordinary(args.probes)), CALIBRATION_SEED + k)}
         space = [p for p in make_probes(args.space + 20, d / "space", seed=args.test_seeds[1])
                  if (p.space, p.config.key) not in seen][:args.space]
         tests = {"ordinary": ordinary, "search spaces": space}

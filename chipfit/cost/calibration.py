@@ -373,6 +373,27 @@ _UNPROFILED_PREFIXES = ("const", "nodes", "fnodes", "stem_n", "fio", "elems_")
 ProfileEvent = tuple[str, float] | tuple[str, float, str]  # (runtime op, us) or (runtime op, us, node name)
 
 
+def rescale_profile(events: Sequence[ProfileEvent], total_ms: float) -> list[ProfileEvent]:
+    """A per-node profile scaled to the network's measured latency: each event's time beyond the profiler's own
+    :data:`TREE_DELTA_MS` is multiplied by one factor, chosen so that those times sum to ``total_ms``.
+
+    A profile is taken in one stretch of back-to-back runs, so a slow or fast moment of the machine moves all of
+    its nodes together; the interleaved minimum (``measure_many``) is the stable level. On this VM two profiles
+    of the same 60 ordinary CNNs, by two processes, agreed on a node's time within ±10 % for 54 % of the nodes
+    (time-weighted mean |log ratio| 0.11); each scaled to one measurement of its network, 88 % (0.021). The
+    profile then says how a network's time splits over its nodes, the measurement how much there is.
+
+    >>> rescale_profile([("QLinearConv", 102.0, "a"), ("Add", 12.0, "b")], 0.055)
+    [('QLinearConv', 52.0, 'a'), ('Add', 7.0, 'b')]
+    """
+    delta = TREE_DELTA_MS * 1e3
+    own = [max(e[1] - delta, 0.0) for e in events]
+    if not events or sum(own) <= 0 or not total_ms > 0:
+        return list(events)
+    s = total_ms * 1e3 / sum(own)
+    return [(e[0], round(delta + o * s, 4), *e[2:]) for e, o in zip(events, own, strict=True)]  # type: ignore[misc]
+
+
 def node_observations(graph: OpGraph, events: Sequence[ProfileEvent]) -> list[tuple[dict[str, float], float]]:
     """Pair the graph's MAC and pool nodes with a runtime profile's ``(op_name, us[, node_name])`` events: by node
     name where every node of a class has exactly one event of its name (the runtime may run side branches in

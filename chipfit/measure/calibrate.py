@@ -26,9 +26,20 @@ from chipfit.measure.record import Measurement
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PROBES = 160  # 100 covering the search spaces + 60 ordinary CNNs: the per-node trees gain with probes
-# (bench/predictor.py, machine shared: ordinary CNNs 49% within ±10% at 80 probes, 59% at 160)
+DEFAULT_PROBES = 260  # 104 covering the search spaces + 156 ordinary CNNs: the per-node trees gain with ordinary
+# probes (bench/predictor.py: ordinary CNNs 49% within ±10% at 80 probes, 59% at 160 of which 60 ordinary;
+# BENCHMARKS.md for 260)
+ORDINARY_SHARE = 0.6  # of the probes, ordinary CNNs (the rest cover the search spaces)
 CALIBRATION_SEED = 1000  # probe draws for calibration; bench/predictor.py judges on other seeds
+
+
+def default_ordinary(probes: int) -> int:
+    """How many of ``probes`` calibration probes are ordinary CNNs by default.
+
+    >>> default_ordinary(260), default_ordinary(20)
+    (156, 12)
+    """
+    return round(probes * ORDINARY_SHARE)
 
 
 def default_runtime(target: str) -> Runtime:
@@ -79,11 +90,12 @@ def measure_probes(runtime: Runtime, paths: Sequence[Artifact], *, rounds: int =
     return out
 
 
-def profile_probes(runtime: Runtime, probes: list[Any],
-                   models: Sequence[ModelFile] | None = None) -> list[list[tuple[dict[str, float], float]]] | None:
+def profile_probes(runtime: Runtime, probes: list[Any], models: Sequence[ModelFile] | None = None,
+                   totals_ms: Sequence[float] | None = None) -> list[list[tuple[dict[str, float], float]]] | None:
     """Per-node profile observations of each probe, where the runtime can profile (else None). ``models`` are
-    the probes' files already read, if the caller has them."""
-    from chipfit.cost.calibration import node_observations
+    the probes' files already read, if the caller has them; with ``totals_ms`` (each probe's measured latency)
+    each profile is scaled to its probe's measurement (:func:`chipfit.cost.calibration.rescale_profile`)."""
+    from chipfit.cost.calibration import node_observations, rescale_profile
 
     prof = getattr(runtime, "profile_many", None)
     if prof is None:
@@ -92,6 +104,8 @@ def profile_probes(runtime: Runtime, probes: list[Any],
     events: list[Any] = []
     for i in range(0, len(probes), batch):
         events += prof(list(models[i:i + batch]) if models is not None else [p.path for p in probes[i:i + batch]])
+    if totals_ms is not None:
+        events = [rescale_profile(ev, t) if ev else ev for ev, t in zip(events, totals_ms, strict=True)]
     obs = [node_observations(p.graph, ev) if ev else [] for p, ev in zip(probes, events, strict=True)]
     log.info("profiled %d probes per node (%d mapped)", len(obs), sum(1 for o in obs if o))
     return obs
@@ -121,7 +135,7 @@ def calibrate(target: str = "host", *, runtime: Runtime | None = None, probes: i
     per node (ONNX Runtime here), the probes' per-node times inform the fit too.
 
     The probes are ``probes - ordinary`` networks covering a draw from chipfit's search spaces and
-    ``ordinary`` (default: 3/8 of ``probes``) ordinary CNNs quantized by ``quantize_static`` as a user would
+    ``ordinary`` (default: :func:`default_ordinary`) ordinary CNNs quantized by ``quantize_static`` as a user would
     (:mod:`chipfit.measure.ordinary`), so users' own int8 files are priced from measurements of their op mix.
 
     On this machine the fixed reference workload is timed first and beside the probes
@@ -140,7 +154,7 @@ def calibrate(target: str = "host", *, runtime: Runtime | None = None, probes: i
     if node_model not in (None, "linear", "trees"):
         raise UsageError(f"node_model must be 'linear' or 'trees' (or None: trees where the runtime profiles per "
                          f"node); given {node_model!r}.")
-    n_ord = round(probes * 3 / 8) if ordinary is None else int(ordinary)
+    n_ord = default_ordinary(probes) if ordinary is None else int(ordinary)
     if not 0 <= n_ord <= probes - 2:
         raise UsageError(f"ordinary probes must be between 0 and probes - 2 ({probes - 2}); given {n_ord}.")
     rt = runtime or default_runtime(target)
@@ -162,7 +176,7 @@ def calibrate(target: str = "host", *, runtime: Runtime | None = None, probes: i
         log.info("measuring %d probe networks on %s", len(built), rt.describe())
         files = [inspect_model(p.path) for p in built]  # read once: timed, then profiled
         ms = measure_probes(rt, files, rounds=rounds, runs=runs)
-        node_obs = profile_probes(rt, built, files) if profile else None
+        node_obs = profile_probes(rt, built, files, [m.latency_ms for m in ms]) if profile else None
     if node_model == "trees" and not any(node_obs or ()):
         log.warning("per-node trees need per-node profile times, and %s gave none (%s): the calibration keeps "
                     "the linear feature costs only", rt.describe(), "profiling off" if not profile else

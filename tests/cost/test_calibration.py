@@ -246,3 +246,32 @@ def test_the_probe_count_defaults_agree():
     assert MeasureSettings().calibration_probes == DEFAULT_PROBES
     assert inspect.signature(calibrate_cmd).parameters["probes"].default == DEFAULT_PROBES
     assert inspect.signature(calibrate).parameters["probes"].default == DEFAULT_PROBES
+
+
+def test_profiles_are_scaled_to_their_probes_measured_latency(probes):
+    """A profile taken at a slow moment moves every node of it; scaled to the probe's interleaved measurement, the
+    tree samples keep the profile's split and take the measurement's level, whichever moment it was taken at."""
+    from chipfit.cost.calibration import TREE_DELTA_MS, rescale_profile
+    from chipfit.measure.calibrate import profile_probes
+
+    class _Profiler(FakeRuntime):
+        slow = 1.0
+
+        def profile_many(self, artifacts, *, seed=0):
+            return [[(("QLinearConv" if n.op.value in ("conv", "depthwise") else "QGemm" if n.op.value == "dense"
+                       else "AveragePool"), 2.0 + self.slow * 10.0 * (i + 1), n.name)
+                     for i, n in enumerate(n for n in p.graph.nodes if n.op.value in
+                                           ("conv", "depthwise", "dense", "pool"))] for p in probes[:4]]
+
+    rt = _Profiler()
+    totals = [0.5, 0.4, 0.3, 0.2]
+    quiet = profile_probes(rt, probes[:4], totals_ms=totals)
+    rt.slow = 1.7
+    slow = profile_probes(rt, probes[:4], totals_ms=totals)
+    raw = profile_probes(rt, probes[:4])
+    assert quiet and slow and all(quiet)
+    for q, s, r, total in zip(quiet, slow, raw, totals, strict=True):
+        assert [ms for _, ms in s] == pytest.approx([ms for _, ms in q])  # the slow moment is gone
+        assert sum(ms - TREE_DELTA_MS for _, ms in q) == pytest.approx(total)
+        assert [ms for _, ms in r] != pytest.approx([ms for _, ms in q])
+    assert rescale_profile([], 1.0) == [] and rescale_profile([("Conv", 1.0)], 0.0) == [("Conv", 1.0)]
