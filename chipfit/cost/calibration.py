@@ -215,7 +215,9 @@ def fit_node_model(samples: Sequence[tuple[Mapping[str, float], float]], *, seed
     x = np.array([[float(d.get(k, 0.0)) for k in features] for d, _ in rows])
     ms = np.array([v for _, v in rows])
     y = np.log(np.maximum(ms - TREE_DELTA_MS, 5e-4)) - _work_log2(x, features) * math.log(2)
-    return fit_trees(x, y, features, n_estimators=400, max_depth=4, learning_rate=0.05, seed=seed)
+    # depth 6 (not 4) and a faster rate: cross-validated on 920 ordinary probes with 700 in training, held-out
+    # ordinary CNNs within ±10% rose from 77% to 82% (and 400 trees of rate 0.1 matched 800 of 0.05)
+    return fit_trees(x, y, features, n_estimators=400, max_depth=6, learning_rate=0.1, seed=seed)
 
 
 def tree_node_ms(model: TreeEnsemble, graph: OpGraph, feats: list[dict[str, float]] | None = None) -> list[float]:
@@ -436,8 +438,13 @@ def _node_prior(keys: list[str], node_obs: Sequence[Sequence[tuple[dict[str, flo
 def fit_calibration(graphs: Sequence[OpGraph], measured_ms: Sequence[float], *, target: str, runtime: str,
                     dtype: str, device: str, estimator: str, runtime_version: str = "", source: str = "",
                     node_obs: Sequence[Sequence[tuple[dict[str, float], float]]] | None = None,
-                    prior_weight: float = 0.3, node_model: str = "linear") -> Calibration:
+                    prior_weight: float = 0.3, node_model: str = "linear",
+                    weights: Sequence[float] | None = None) -> Calibration:
     """Fit feature costs to measurements by non-negative least squares on relative error.
+
+    ``weights`` (one per graph, default 1) weigh each graph's squared relative error in the whole-network fit:
+    :func:`chipfit.measure.calibrate.calibrate` gives its two probe families equal total weight, so that the
+    more numerous one does not pull the shared feature costs its way.
 
     With ``node_obs`` (per-node profile times of the same probes, :func:`node_observations`) the per-MAC and
     per-element costs are first fitted to the nodes, and the whole-network fit is pulled toward them
@@ -470,7 +477,11 @@ def fit_calibration(graphs: Sequence[OpGraph], measured_ms: Sequence[float], *, 
     keys = sorted(set().union(*feats))
     x = np.array([[f.get(k, 0.0) for k in keys] for f in feats])
     scale = np.maximum(x.max(axis=0), 1e-12)  # column scaling keeps NNLS well conditioned
-    a, b = (x / scale) / y[:, None], np.ones(len(y))
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != y.shape or np.any(~np.isfinite(w)) or np.any(w <= 0):
+        raise MeasurementError(f"expected one positive weight per measured graph ({len(y)}); given "
+                               f"{len(w)} weights (min {float(np.min(w)) if w.size else None}).")
+    a, b = np.sqrt(w)[:, None] * (x / scale) / y[:, None], np.sqrt(w)
     prior = _node_prior(keys, node_obs) if node_obs else None
     n_nodes = sum(len(p) for p in node_obs or ())
     if prior is not None:

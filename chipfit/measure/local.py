@@ -25,6 +25,11 @@ from chipfit.errors import MeasurementError
 from chipfit.measure.base import Runtime
 from chipfit.measure.modelfile import ModelFile
 
+# Runs per profile: calibration scales each profile to its probe's interleaved measurement
+# (chipfit.cost.calibration.rescale_profile), so a profile gives only the split over nodes, which 50 runs settle;
+# 200 cost 4x the time, time better spent on more probes (chipfit.measure.calibrate.DEFAULT_PROBES).
+PROFILE_RUNS = 50
+
 
 class OrtRuntime(Runtime):
     """ONNX Runtime, CPU execution provider, ``threads`` intra-op threads, sequential execution."""
@@ -78,7 +83,8 @@ class OrtRuntime(Runtime):
 
         return fresh_process_peak(model, "onnxruntime", self.threads)
 
-    def profile_nodes(self, model: ModelFile, *, runs: int = 200, seed: int = 0) -> list[tuple[str, float, str]]:
+    def profile_nodes(self, model: ModelFile, *, runs: int = PROFILE_RUNS, seed: int = 0
+                      ) -> list[tuple[str, float, str]]:
         """Per-node kernel times from ONNX Runtime's profiler: ``(op_name, us, node_name)`` in execution order,
         each the mean of the faster half of ``runs`` runs; ``node_name`` is the graph node's name as ONNX Runtime
         reports it (its ``_token_N`` suffix removed), which can follow another order than the file's where
