@@ -40,6 +40,29 @@ def test_fit_recovers_known_feature_costs(probes):
     assert cal.fit is not None and cal.fit.within_10 == 1.0
 
 
+def test_weights_pull_the_fit_toward_the_heavier_graphs(probes):
+    """Two families that disagree (here the second runs 30 % slower): the fit leans toward whichever weighs more,
+    which is how calibrate keeps 700 ordinary probes from outvoting 200 from the search spaces."""
+    graphs = [p.graph for p in probes]
+    feats = [graph_features(g) for g in graphs]
+    keys = sorted(set().union(*feats))
+    truth = {k: 1e-7 * (1e3 if k.startswith(("nodes", "const", "stem_n", "fnodes")) else 1) for k in keys}
+    half = len(graphs) // 2
+    y = [sum(truth[k] * v for k, v in f.items()) * (1.0 if i < half else 1.3) for i, f in enumerate(feats)]
+
+    def err_first(weights):
+        cal = fit_calibration(graphs, y, target="host", runtime="onnxruntime", dtype="int8", device="d",
+                              estimator="exact", weights=weights)
+        return float(np.median([abs(cal.predict_ms(g) / v - 1) for g, v in zip(graphs[:half], y[:half],
+                                                                               strict=True)]))
+
+    light, even, heavy = (err_first([w] * half + [1.0] * (len(graphs) - half)) for w in (0.1, 1.0, 10.0))
+    assert heavy < even < light
+    with pytest.raises(MeasurementError, match="one positive weight per measured graph"):
+        fit_calibration(graphs, y, target="host", runtime="onnxruntime", dtype="int8", device="d",
+                        estimator="exact", weights=[1.0] * (len(graphs) - 1) + [0.0])
+
+
 def test_fit_rejects_bad_measurements(probes):
     graphs = [p.graph for p in probes[:4]]
     with pytest.raises(MeasurementError, match="positive"):
