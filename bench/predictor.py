@@ -2,7 +2,7 @@
 another process minutes after the calibration, with the machine's busy state beside every figure.
 
 * Calibration: ``chipfit.measure.calibrate.calibrate`` exactly as ``chipfit calibrate --target host`` runs it
-  (its default 900 probes: 200 covering a draw from chipfit's search spaces and 700 ordinary CNNs), for 5 draws (seeds
+  (its default 1500 probes: 200 covering a draw from chipfit's search spaces and 1300 ordinary CNNs), for 5 draws (seeds
   1000-1004; ordinary probes seeds 3000-3004). Each calibration is saved to a file first (the cache), with the
   reference-workload timing it was taken with, and ``--allow-busy`` so that a busy machine is recorded, not
   fatal.
