@@ -103,6 +103,22 @@ def cover(configs: list[tuple[str, InputSpec, ArchConfig]], n: int, seed: int = 
     return sorted(chosen)
 
 
+def pick_configs(n: int, *, seed: int = 0, skip: int = 0, design: str = "random", pool: int | None = None
+                 ) -> list[tuple[str, InputSpec, ArchConfig]]:
+    """The (space name, input spec, config) triples :func:`make_probes` builds, without building them: what a
+    calibration of that seed measures (``design="cover"``), e.g. to keep those architectures out of a test set.
+
+    >>> [s for s, _, _ in pick_configs(3, seed=0)] == [s for s, _, _ in sample_configs(3, seed=0)]
+    True
+    """
+    if design not in ("random", "cover"):
+        raise ValueError(f"design must be 'random' or 'cover'; given {design!r}")
+    if design == "cover":
+        drawn = sample_configs((pool or 8 * n) + skip, seed)[skip:]
+        return [drawn[i] for i in cover(drawn, n, seed)] if len(drawn) > n else drawn
+    return sample_configs(n + skip, seed)[skip:]
+
+
 def make_probes(n: int, out_dir: str | Path, *, seed: int = 0, dtype: str = "int8", skip: int = 0,
                 design: str = "random", pool: int | None = None) -> list[Probe]:
     """Build ``n`` probe networks in ``out_dir`` (``dtype`` ``int8``: QDQ int8 as a run ships; ``float32``).
@@ -117,17 +133,11 @@ def make_probes(n: int, out_dir: str | Path, *, seed: int = 0, dtype: str = "int
     from chipfit.quantize.int8 import export_onnx, quantize_int8
     from chipfit.space import create_space
 
-    if design not in ("random", "cover"):
-        raise ValueError(f"design must be 'random' or 'cover'; given {design!r}")
+    picked = pick_configs(n, seed=seed, skip=skip, design=design, pool=pool)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     probes = []
     torch.manual_seed(seed)
-    if design == "cover":
-        drawn = sample_configs((pool or 8 * n) + skip, seed)[skip:]
-        picked = [drawn[i] for i in cover(drawn, n, seed)] if len(drawn) > n else drawn
-    else:
-        picked = sample_configs(n + skip, seed)[skip:]
     for i, (sname, spec, cfg) in enumerate(picked):
         space = create_space(spec, 10)
         shape = space.model_input_shape(cfg)

@@ -298,3 +298,16 @@ def test_profiles_are_scaled_to_their_probes_measured_latency(probes):
         assert sum(ms - TREE_DELTA_MS for _, ms in q) == pytest.approx(total)
         assert [ms for _, ms in r] != pytest.approx([ms for _, ms in q])
     assert rescale_profile([], 1.0) == [] and rescale_profile([("Conv", 1.0)], 0.0) == [("Conv", 1.0)]
+
+
+def test_pick_configs_names_what_make_probes_builds(tmp_path):
+    from chipfit.measure.probes import pick_configs, sample_configs
+
+    picked = pick_configs(3, seed=5, design="cover", pool=12)
+    built = make_probes(3, tmp_path, seed=5, dtype="float32", design="cover", pool=12)
+    assert [(s, c.key) for s, _, c in picked] == [(p.space, p.config.key) for p in built]
+    pool = {(s, c.key) for s, _, c in sample_configs(12, 5)}
+    assert {(s, c.key) for s, _, c in picked} <= pool
+    assert [c.key for _, _, c in pick_configs(4, seed=5)] == [c.key for _, _, c in sample_configs(4, 5)]
+    with pytest.raises(ValueError, match="design must be"):
+        pick_configs(2, design="grid")
