@@ -28,7 +28,7 @@ another process minutes after the calibration, with the machine's busy state bes
   each pass's reference timing.
 
 Run: ``python bench/predictor.py [--draws 5] [--ordinary 60] [--space 80] [--node-model linear|trees]`` (about
-35-40 minutes here: each calibration takes about 5).
+26 minutes here: each calibration takes about 5).
 """
 
 from __future__ import annotations
