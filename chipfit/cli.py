@@ -993,7 +993,7 @@ def calibrate_cmd(
     agent: Annotated[str | None, typer.Option("--agent", help="Measure on this device agent (needed for any "
                                                               "target but host).")] = None,
     token_file: Annotated[Path | None, typer.Option("--token-file", help="The agent's token file.")] = None,
-    probes: Annotated[int, typer.Option(min=3, max=3000, help="Generated probe networks to measure.")] = 1500,
+    probes: Annotated[int, typer.Option(min=3, max=6000, help="Generated probe networks to measure.")] = 2700,
     dtype: Annotated[str, typer.Option(help="int8 (what runs ship) or float32.")] = "int8",
     as_json: Annotated[bool, typer.Option("--json", help="Print the calibration as JSON.")] = False,
     serial: Annotated[str | None, typer.Option("--serial", help="A real board on this serial port, running "

@@ -249,7 +249,7 @@ class MeasureSettings(_Model):
 
     agents: list[AgentSpec] = []
     calibrate: bool = True
-    calibration_probes: Annotated[int, Field(ge=3, le=3000)] = 1500  # = chipfit.measure.calibrate.DEFAULT_PROBES
+    calibration_probes: Annotated[int, Field(ge=3, le=6000)] = 2700  # = chipfit.measure.calibrate.DEFAULT_PROBES
     finalists: Annotated[int, Field(ge=0, le=50)] = 3
 
 

@@ -42,7 +42,7 @@ def test_fit_recovers_known_feature_costs(probes):
 
 def test_weights_pull_the_fit_toward_the_heavier_graphs(probes):
     """Two families that disagree (here the second runs 30 % slower): the fit leans toward whichever weighs more,
-    which is how calibrate keeps 1300 ordinary probes from outvoting 200 from the search spaces."""
+    which is how calibrate keeps 2500 ordinary probes from outvoting 200 from the search spaces."""
     graphs = [p.graph for p in probes]
     feats = [graph_features(g) for g in graphs]
     keys = sorted(set().union(*feats))
