@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate every BENCHMARKS.md section from one commit (refuses a tree with uncommitted code).
 #
-#   bench/run_all.sh [LOGDIR]      # about 75 minutes on 2 cores
+#   bench/run_all.sh [LOGDIR]      # about 100 minutes on 2 cores (bench/predictor.py alone about 48)
 #
 # Order: the host-timing benches first, alone (latency measurements on a quiet machine); then the searches,
 # two at a time (quality and the ablation, one training thread each), with the instruction-count and arena
