@@ -28,7 +28,7 @@ another process minutes after the calibration, with the machine's busy state bes
   each pass's reference timing.
 
 Run: ``python bench/predictor.py [--draws 5] [--ordinary 150] [--space 100] [--node-model linear|trees]`` (about
-50 minutes here: each calibration takes about 8).
+48 minutes here: each calibration takes about 9.5).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ DEFAULT_PROBES = 2700  # 200 covering the search spaces + 2500 ordinary CNNs: th
 # from the spaces (seed 2500, 50 networks) from 88% to 98%, ordinary unchanged. On 220 held-out ordinary probes
 # (2026-11-30): 1300 ordinary 82.7%; 2500 ordinary 88.2%, 85.5% and 85.0% (three disjoint sets of 1200 added);
 # 3700 86.4%; 4900 89.5%; the space draw 98-100% throughout. Trees of depth 8 or 800 trees (not 6 and 400) were no
-# better at 2500. 2500 doubles the ordinary probes' share of a calibration (~75 s per 600 here: build, measure,
+# better at 2500. 2500 ordinary probes take about twice as long as 1300 (~75 s per 600 here: build, measure,
 # profile). BENCHMARKS.md: the test sets.
 ORDINARY_SHARE = 25 / 27  # of the probes, ordinary CNNs (the rest cover the search spaces): 2500 of 2700
 CALIBRATION_SEED = 1000  # probe draws for calibration; bench/predictor.py judges on other seeds
