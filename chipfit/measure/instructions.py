@@ -91,11 +91,16 @@ def measure_core(core: str, models_dir: Path) -> CoreTable:
 
 def generate(models_dir: Path | None = None, cores: Sequence[str] = CORES) -> dict[str, Any]:
     """The knowledge file's content as measured now."""
+    models_dir = models_dir or default_models_dir()
+    return assemble({c: measure_core(c, models_dir) for c in cores})
+
+
+def assemble(tables: dict[str, CoreTable]) -> dict[str, Any]:
+    """The knowledge file's content from the cores' measured tables: the CPI of every published CMSIS-NN board
+    x stack and the leave-one-network-out residuals, computed here from ``tables`` and the published rows."""
     from chipfit.firmware.toolchain import gcc_version
     from chipfit.targets.fit import read_rows
 
-    models_dir = models_dir or default_models_dir()
-    tables = {c: measure_core(c, models_dir) for c in cores}
     rows, _ = read_rows()
     totals = {(c, b): float(n) for c, t in tables.items() for b, n in t.models.items()}
     cpi = fit_cpi(rows, totals)
