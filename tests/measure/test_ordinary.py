@@ -94,3 +94,17 @@ def test_make_ordinary_builds_files_a_calibration_prices(tmp_path):
     for n in nets:
         c = cm.estimate(from_onnx(n.path), create_target("host"))
         assert np.isfinite(c.latency_ms) and c.latency_ms > 0 and c.predicted_by == "calibrated"
+
+
+def test_a_nets_file_is_the_same_whatever_builds_it(tmp_path):
+    """Weights are drawn in the caller, in order; export and quantize_static run in worker processes (one per
+    CPU), their sessions on one thread: the files are byte for byte those built here, one after another."""
+    from chipfit.measure.buildpool import MIN_PER_JOB, effective_jobs
+
+    n = 2 * MIN_PER_JOB
+    assert effective_jobs(n, 2) == 2
+    here = make_ordinary(n, tmp_path / "here", seed=21, jobs=1)
+    pooled = make_ordinary(n, tmp_path / "pooled", seed=21, jobs=2)
+    assert [p.path.name for p in here] == [p.path.name for p in pooled]
+    assert all(a.path.read_bytes() == b.path.read_bytes() for a, b in zip(here, pooled, strict=True))
+    assert [a.graph.macs for a in here] == [b.graph.macs for b in pooled]
